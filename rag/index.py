@@ -1,0 +1,425 @@
+"""The on-disk index: vectors, chunk store, BM25 and ``manifest.json``, updated incrementally.
+
+Layout of an index folder (``G`` is the generation, bumped by each update that changes it)::
+
+    manifest.json         format version, embedder, dimension, chunker settings, store kind,
+                          generation, and each article's content hash; written last, atomically
+    vectors-G.npz         chunk vectors under int64 ids (plus vectors-G.faiss for hnsw/ivf)
+    articles-G.jsonl      one line per article: metadata, text and its chunks' offsets and ids
+    bm25-G/               the BM25 index over the chunk texts (bm25s)
+
+A build writes generation ``G+1`` beside ``G`` and then replaces the manifest, so a build killed
+at any point leaves the previous generation loadable; old files are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .chunk import chunk_spans
+from .config import Settings
+from .errors import CorpusError, IndexMismatchError, IndexNotFoundError, RagError
+from .load import Skipped, load_file, scan
+from .store import FaissStore
+from .types import Article
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+EMBED_GROUP = 2048  # chunks embedded and added per step, so a huge article stays in bounded memory
+_TOKEN = re.compile(r"\w+")
+
+
+@dataclass
+class ArticleRecord:
+    """What the index keeps of an article: metadata, text, and chunks as (start, end, vector id)."""
+
+    id: str
+    hash: str
+    path: str
+    title: str
+    url: str
+    date: str
+    author: str
+    source: str
+    extra: dict
+    text: str
+    chunks: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, str]:
+        meta = {"id": self.id, "title": self.title, "url": self.url, "date": self.date,
+                "author": self.author, "source": self.source, "path": self.path}
+        meta.update(self.extra)
+        return meta
+
+    @classmethod
+    def from_article(cls, a: Article) -> ArticleRecord:
+        return cls(a.id, a.hash, a.path, a.title, a.url, a.date, a.author, a.source,
+                   dict(a.extra), a.text)
+
+
+@dataclass
+class IndexReport:
+    """What one ``rag index`` run did. ``to_json`` gives the CLI's ``--json`` object."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    articles: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    embedded: int = 0
+    duplicates: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def bm25_tokens(text: str, stemmer=None) -> list[str]:
+    """Lower-cased word tokens, English stop words removed, stemmed (PyStemmer)."""
+    from bm25s.stopwords import STOPWORDS_EN
+
+    words = [w for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS_EN]
+    return stemmer.stemWords(words) if stemmer is not None else words
+
+
+def import_bm25s():
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)  # bm25s sets DEBUG on import; undo it
+    return bm25s
+
+
+def english_stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def chunker_settings(settings: Settings, embedder) -> dict:
+    """The chunker's settings; chunks hold at most ``min(max_tokens, token_limit)`` tokens."""
+    return {"max_tokens": settings.chunk_tokens, "overlap_tokens": settings.chunk_overlap,
+            "token_limit": embedder.max_tokens}
+
+
+def read_manifest(folder: Path) -> dict | None:
+    path = Path(folder) / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise IndexNotFoundError(
+            f"{path} is unreadable ({e}); run `rag index --rebuild` to rebuild the index"
+        ) from None
+
+
+def check_compatible(manifest: dict, settings: Settings, embedder_id: str, folder: Path) -> None:
+    """Refuse an index built with another format, embedder, chunker or store."""
+    want = {
+        "format_version": FORMAT_VERSION,
+        "embedder": embedder_id,
+        "chunker": {"max_tokens": settings.chunk_tokens, "overlap_tokens": settings.chunk_overlap},
+        "store": settings.store,
+    }
+    have = {k: manifest.get(k) for k in want}
+    have["chunker"] = {k: (manifest.get("chunker") or {}).get(k) for k in want["chunker"]}
+    for key, value in want.items():
+        if have[key] != value:
+            raise IndexMismatchError(
+                f"the index in {folder} was built with {key} {have[key]!r}, not {value!r}; "
+                f"run `rag index --rebuild --index {folder}` to rebuild it with the current "
+                "settings, or change the settings back"
+            )
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """One writer at a time per index folder (readers never wait: they read a manifest)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def read_records(folder: Path, manifest: dict) -> dict[str, ArticleRecord]:
+    records = {}
+    with open(folder / manifest["files"]["articles"], encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            d["chunks"] = [tuple(c) for c in d["chunks"]]
+            records[d["id"]] = ArticleRecord(**d)
+    return records
+
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _CorpusScan:
+    """The corpus as it is now: articles per file, re-parsing only files whose bytes changed."""
+
+    def __init__(self, corpus: Path, old_files: dict, old_records: dict[str, ArticleRecord]):
+        self.corpus = corpus
+        self.files: dict[str, dict] = {}
+        self.parsed: dict[str, Article] = {}
+        self.skipped: list[Skipped] = []
+        self.order: list[tuple[str, str, str]] = []  # (id, hash, path) in corpus order
+        for path in scan(corpus):
+            rel = path.relative_to(corpus).as_posix()
+            try:
+                sha = _file_sha(path)
+            except OSError as e:
+                self.skipped.append(Skipped(rel, str(e)))
+                continue
+            cached = old_files.get(rel)
+            if cached and cached["sha"] == sha and all(
+                a["id"] in old_records and old_records[a["id"]].hash == a["hash"]
+                for a in cached["articles"]
+            ):
+                entries = cached["articles"]
+            else:
+                entries = self._parse(path, rel)
+                if entries is None:
+                    continue
+            self.files[rel] = {"sha": sha, "articles": entries}
+            self.order.extend((a["id"], a["hash"], rel) for a in entries)
+
+    def _parse(self, path: Path, rel: str) -> list[dict] | None:
+        from .load import SkipFile
+
+        try:
+            articles = load_file(path, self.corpus)
+        except (SkipFile, OSError) as e:
+            log.warning("skipped %s: %s", rel, e)
+            self.skipped.append(Skipped(rel, str(e)))
+            return None
+        entries = []
+        for a in articles:
+            if a.id in self.parsed:
+                log.warning("skipped a second article with id %s in %s", a.id, rel)
+                continue
+            self.parsed[a.id] = a
+            entries.append({"id": a.id, "hash": a.hash})
+        return entries
+
+    def article(self, article_id: str, rel: str) -> Article:
+        """The parsed article (files served from the cache are parsed now, when needed)."""
+        if article_id not in self.parsed:
+            self._parse(self.corpus / rel, rel)
+        return self.parsed[article_id]
+
+
+class IndexWriter:
+    """Brings an index folder up to date with a corpus folder."""
+
+    def __init__(self, settings: Settings, embedder=None, progress: bool = False):
+        self.settings = settings
+        self._embedder = embedder
+        self.progress = progress
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from .embed import load_embedder
+
+            s = self.settings
+            self._embedder = load_embedder(s.embedder, s.embed_backend, s.batch_size)
+        return self._embedder
+
+    def update(self, rebuild: bool = False) -> IndexReport:
+        t0 = time.perf_counter()
+        folder, corpus = Path(self.settings.index), Path(self.settings.corpus)
+        if not corpus.is_dir():
+            raise CorpusError(
+                f"corpus folder {corpus} does not exist; create it and put articles in it, "
+                "or pass --corpus DIR"
+            )
+        with locked(folder):
+            report = self._update(folder, corpus, rebuild)
+        report.seconds = round(time.perf_counter() - t0, 3)
+        return report
+
+    def _update(self, folder: Path, corpus: Path, rebuild: bool) -> IndexReport:
+        emb = self.embedder
+        manifest = None if rebuild else read_manifest(folder)
+        if manifest is not None:
+            check_compatible(manifest, self.settings, emb.id, folder)
+            records = read_records(folder, manifest)
+            store = FaissStore.load(folder, manifest["files"]["vectors"], emb.dim, self.settings.store)
+        else:
+            records, store = {}, FaissStore(emb.dim, self.settings.store)
+
+        now = _CorpusScan(corpus, (manifest or {}).get("sources", {}), records)
+        if not now.order:
+            raise CorpusError(
+                f"no readable article in {corpus}; add .txt, .md, .html, .json or .jsonl files"
+            )
+        report = IndexReport(skipped=[asdict(s) for s in now.skipped])
+
+        # One copy per distinct content: an article already indexed keeps its place while it
+        # still holds that content; other copies are reported as duplicates and not indexed.
+        keepers = {r.hash: r.id for r in records.values()}
+        current = {(aid, h) for aid, h, _ in now.order}
+        canonical: dict[str, tuple[str, str]] = {}
+        for aid, h, rel in now.order:
+            keeper = keepers.get(h)
+            if h in canonical or (keeper not in (None, aid) and (keeper, h) in current):
+                continue
+            canonical[h] = (aid, rel)
+        wanted = {aid: (h, rel) for h, (aid, rel) in canonical.items()}
+        report.duplicates = [
+            {"path": rel, "duplicate_of": canonical[h][1]}
+            for aid, h, rel in now.order
+            if wanted.get(aid, ("",))[0] != h
+        ]
+
+        removed = [aid for aid in records if aid not in wanted]
+        changed = [aid for aid in wanted if aid in records and records[aid].hash != wanted[aid][0]]
+        added = [aid for aid in wanted if aid not in records]
+        report.added, report.updated, report.removed = len(added), len(changed), len(removed)
+        report.unchanged = len(wanted) - len(added) - len(changed)
+
+        stale = [vid for aid in removed + changed for (_, _, vid) in records[aid].chunks]
+        store.remove(np.array(stale, np.int64))
+        for aid in removed:
+            del records[aid]
+
+        next_vid = (manifest or {}).get("next_vector_id", 0)
+        chunker = chunker_settings(self.settings, emb)
+        pending: list[tuple[ArticleRecord, int, int, int]] = []
+
+        def embed_pending():
+            texts = [rec.text[s:e] for rec, s, e, _ in pending]
+            vectors = emb.embed(texts, progress=self.progress)
+            store.add(np.array([vid for *_, vid in pending], np.int64), vectors)
+            report.embedded += len(pending)
+            pending.clear()
+
+        for aid in changed + added:
+            rec = ArticleRecord.from_article(now.article(aid, wanted[aid][1]))
+            bound = min(chunker["max_tokens"], chunker["token_limit"])
+            for s, e in chunk_spans(rec.text, emb.tokenizer, bound, chunker["overlap_tokens"]):
+                rec.chunks.append((s, e, next_vid))
+                pending.append((rec, s, e, next_vid))
+                next_vid += 1
+                if len(pending) >= EMBED_GROUP:
+                    embed_pending()
+            records[aid] = rec
+        if pending:
+            embed_pending()
+
+        order = [aid for aid, _, _ in now.order if aid in wanted]
+        report.articles = len(order)
+        report.chunks = sum(len(records[a].chunks) for a in order)
+        sources = now.files
+        if manifest is not None and not (added or changed or removed):
+            if sources != manifest.get("sources") or report.duplicates != manifest.get("duplicates"):
+                manifest.update(sources=sources, duplicates=report.duplicates)
+                _write_json(folder / "manifest.json", manifest)
+            return report
+
+        generation = _last_generation(folder) + 1
+        files = {"vectors": f"vectors-{generation}", "articles": f"articles-{generation}.jsonl",
+                 "bm25": f"bm25-{generation}"}
+        store.save(folder, files["vectors"])
+        with open(folder / files["articles"], "w", encoding="utf-8") as f:
+            for aid in order:
+                f.write(json.dumps(asdict(records[aid]), ensure_ascii=False) + "\n")
+        _save_bm25(folder / files["bm25"], [records[a] for a in order])
+        new_manifest = {
+            "format_version": FORMAT_VERSION,
+            "generation": generation,
+            "embedder": emb.id,
+            "dimension": emb.dim,
+            "chunker": chunker,
+            "store": self.settings.store,
+            "files": files,
+            "next_vector_id": next_vid,
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "corpus": str(corpus.resolve()),
+            "counts": {"articles": report.articles, "chunks": report.chunks},
+            "articles": {a: {"hash": records[a].hash, "path": records[a].path,
+                             "title": records[a].title, "chunks": len(records[a].chunks)}
+                         for a in order},
+            "duplicates": report.duplicates,
+            "sources": sources,
+        }
+        _write_json(folder / "manifest.json", new_manifest)
+        _remove_other_generations(folder, generation)
+        return report
+
+
+def _save_bm25(path: Path, records: list[ArticleRecord]) -> None:
+    bm25s = import_bm25s()
+
+    stemmer = english_stemmer()
+    corpus = [bm25_tokens(r.text[s:e], stemmer) for r in records for s, e, _ in r.chunks]
+    retriever = bm25s.BM25()
+    tmp = Path(f"{path}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if any(corpus):
+        retriever.index(corpus, show_progress=False)
+        retriever.save(str(tmp), show_progress=False)
+    else:
+        tmp.mkdir(parents=True)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = Path(f"{path}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _last_generation(folder: Path) -> int:
+    """The highest generation named by any file in the folder, live or left by a killed run."""
+    found = [int(m.group(1)) for p in folder.iterdir()
+             if (m := re.match(r"^(?:vectors|articles|bm25)-(\d+)", p.name))]
+    return max(found, default=0)
+
+
+def _remove_other_generations(folder: Path, generation: int) -> None:
+    keep = re.compile(rf"^(vectors|articles|bm25)-{generation}(\.|$)")
+    for p in folder.iterdir():
+        if re.match(r"^(vectors|articles|bm25)-\d+", p.name) and not keep.match(p.name):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def build_index(settings: Settings | None = None, embedder=None, rebuild: bool = False,
+                progress: bool = False) -> IndexReport:
+    """Index ``settings.corpus`` into ``settings.index``, embedding only what changed."""
+    settings = settings or Settings.from_env()
+    if rebuild and (Path(settings.index) / "manifest.json").exists():
+        log.info("rebuilding %s from scratch", settings.index)
+    try:
+        return IndexWriter(settings, embedder, progress).update(rebuild=rebuild)
+    except RagError:
+        raise
+    except OSError as e:
+        raise RagError(f"cannot write the index in {settings.index}: {e}") from None

@@ -1,0 +1,69 @@
+"""Core data: frozen dataclasses passed between the pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Article:
+    """One news article: one document of the corpus.
+
+    ``id`` is stable across edits (it derives from where the article lives: its file, and its
+    position or own id inside a JSON file); ``hash`` changes whenever the text or metadata does.
+    """
+
+    id: str
+    text: str
+    hash: str
+    path: str
+    title: str = ""
+    url: str = ""
+    date: str = ""
+    author: str = ""
+    source: str = ""
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def metadata(self) -> dict[str, str]:
+        """Title, url, date, author, source and any extra front-matter fields."""
+        meta = {
+            "title": self.title,
+            "url": self.url,
+            "date": self.date,
+            "author": self.author,
+            "source": self.source,
+            "path": self.path,
+        }
+        meta.update(self.extra)
+        return meta
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of an article: ``article_text[start:end] == text``."""
+
+    id: str
+    article_id: str
+    start: int
+    end: int
+    text: str
+    ordinal: int = 0
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage with its article's metadata and its scores.
+
+    ``score`` is the fused score used for ranking; ``dense`` is the cosine similarity and
+    ``bm25`` the BM25 score (``None`` when that retriever did not return the passage);
+    ``boost`` is what news-aware ranking added for years, figures and names of the question
+    found in the passage.
+    """
+
+    chunk: Chunk
+    article: dict[str, str]
+    score: float
+    dense: float | None = None
+    bm25: float | None = None
+    boost: float = 0.0
+    rank: int = 0
