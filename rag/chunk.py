@@ -27,6 +27,8 @@ _ABBREVIATIONS = frozenset(
     "mar apr jun jul aug sep sept oct nov dec".split()
 )
 _BATCH = 256
+#: Bumped whenever chunk boundaries change, so existing indexes are rebuilt, not mixed.
+CHUNKER_VERSION = 1
 
 
 class Tokenizer(Protocol):
@@ -109,8 +111,10 @@ def _split_chars(text: str, span: Span, max_chars: int) -> Iterator[Span]:
 
 def _split_tokens(text: str, span: Span, offsets: list[Span], max_tokens: int) -> list[Span]:
     """Cut a span whose tokens (``offsets``, relative to the span) exceed ``max_tokens`` into
-    windows of at most ``max_tokens`` tokens, preferring cuts before a whitespace."""
-    base = span[0]
+    windows of at most ``max_tokens`` tokens, preferring cuts before a whitespace. A window
+    reaches up to the next window's first token, so characters that belong to no token (a
+    combining accent a tokenizer strips) stay inside a chunk."""
+    base, stop = span
     pieces = []
     i = 0
     while i < len(offsets):
@@ -122,7 +126,9 @@ def _split_tokens(text: str, span: Span, offsets: list[Span], max_tokens: int) -
                 if s > 0 and text[s - 1].isspace():
                     j = k
                     break
-        pieces.extend(_trimmed(text, base + offsets[i][0], base + offsets[j - 1][1]))
+        start = base + offsets[i][0] if i else base
+        end = base + offsets[j][0] if j < len(offsets) else stop
+        pieces.extend(_trimmed(text, start, end))
         i = j
     return pieces
 

@@ -87,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
     ix.add_argument("--json", action="store_true", help="print a JSON report")
     ix.add_argument("--rebuild", action="store_true", help="re-embed everything from scratch")
     ix.add_argument("--embed-backend", choices=EMBED_BACKENDS,
-                    help="embedding backend (default torch, or RAG_EMBED_BACKEND)")
+                    help="embedding backend (default onnx-int8, or RAG_EMBED_BACKEND)")
     ix.add_argument("--store", choices=STORE_KINDS,
                     help="vector store: flat is exact (default), hnsw/ivf approximate")
     ix.set_defaults(func=cmd_index)

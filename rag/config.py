@@ -33,11 +33,12 @@ class Settings:
     corpus: Path = Path("corpus")
     index: Path = Path("index")
     embedder: str = BUNDLED_EMBEDDER
-    embed_backend: str = "torch"
+    embed_backend: str = "onnx-int8"
     chunk_tokens: int = 200
     chunk_overlap: int = 40
     store: str = "flat"
     k: int = 5
+    generator: str = "extractive"
     batch_size: int = 64
 
     @classmethod

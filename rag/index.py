@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunk import chunk_spans
+from .chunk import CHUNKER_VERSION, chunk_spans
 from .config import Settings
 from .errors import CorpusError, IndexMismatchError, IndexNotFoundError, RagError
 from .load import Skipped, load_file, scan
@@ -114,7 +114,7 @@ def english_stemmer():
 def chunker_settings(settings: Settings, embedder) -> dict:
     """The chunker's settings; chunks hold at most ``min(max_tokens, token_limit)`` tokens."""
     return {"max_tokens": settings.chunk_tokens, "overlap_tokens": settings.chunk_overlap,
-            "token_limit": embedder.max_tokens}
+            "version": CHUNKER_VERSION, "token_limit": embedder.max_tokens}
 
 
 def read_manifest(folder: Path) -> dict | None:
@@ -134,7 +134,8 @@ def check_compatible(manifest: dict, settings: Settings, embedder_id: str, folde
     want = {
         "format_version": FORMAT_VERSION,
         "embedder": embedder_id,
-        "chunker": {"max_tokens": settings.chunk_tokens, "overlap_tokens": settings.chunk_overlap},
+        "chunker": {"max_tokens": settings.chunk_tokens, "overlap_tokens": settings.chunk_overlap,
+                    "version": CHUNKER_VERSION},
         "store": settings.store,
     }
     have = {k: manifest.get(k) for k in want}

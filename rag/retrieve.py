@@ -88,29 +88,48 @@ def anchor_match(anchor_list, passage: str, about: str = "") -> float:
     """The weighted share (0..1) of a question's anchors found in a passage.
 
     Years, figures, months and names also count when found in ``about`` (the article's title
-    and date); the kind of answer asked for must be in the passage itself.
+    and date); the kind of answer asked for must be in the passage itself. ``anchor_list`` is
+    what :func:`anchors` returns, or :func:`compile_anchors` of it (faster when reused).
     """
     if not anchor_list:
         return 0.0
+    if not isinstance(anchor_list, _Compiled):
+        anchor_list = compile_anchors(anchor_list)
     text = f"{about}\n{passage}"
-    lower = text.lower()
     numbers = None
-    total = got = 0.0
-    for kind, value, w in anchor_list:
-        total += w
+    got = 0.0
+    for kind, value, w, pattern in anchor_list.items:
         if kind == "asks":
-            pattern = _NUMBER if value == "number" else _DATE_WORDS
             hit = pattern.search(passage) is not None
         elif kind == "number":
             if numbers is None:
                 numbers = {_number(n) for n in _NUMBER.findall(text)}
             hit = value in numbers
-        elif kind == "name":
-            hit = re.search(rf"\b{re.escape(value.lower())}\b", lower) is not None
         else:
-            hit = re.search(rf"\b{re.escape(value)}\b", lower) is not None
+            hit = pattern.search(text) is not None
         got += w if hit else 0.0
-    return got / total
+    return got / anchor_list.total
+
+
+class _Compiled:
+    def __init__(self, items):
+        self.items = items
+        self.total = sum(w for _, _, w, _ in items)
+
+    def __bool__(self):
+        return bool(self.items)
+
+
+def compile_anchors(anchor_list) -> _Compiled:
+    """Anchors with their matching patterns compiled once, for scoring many passages."""
+    items = []
+    for kind, value, w in anchor_list:
+        if kind == "asks":
+            pattern = _NUMBER if value == "number" else _DATE_WORDS
+        else:
+            pattern = re.compile(rf"\b{re.escape(value)}\b", re.IGNORECASE)
+        items.append((kind, value, w, pattern))
+    return _Compiled(tuple(items))
 
 
 class Index:
@@ -184,8 +203,8 @@ class Index:
                 chunk_span.append((s, e))
                 chunk_vid.append(vid)
         with self._lock:
-            if self.settings.embed_backend != settings.embed_backend and self._embedder is not None:
-                self._embedder = None
+            if self._embedder is not None and self._embedder.id != manifest["embedder"]:
+                self._embedder = None  # queries must be embedded exactly like the passages
             self.settings = settings
             self.manifest = manifest
             self.articles: list[ArticleRecord] = articles
@@ -235,7 +254,7 @@ class Index:
                 if tokens:
                     n_docs = len(self._vids)
                     docs, scores = self.bm25.retrieve([tokens], k=min(n, n_docs),
-                                                      show_progress=False, n_threads=1)
+                                                      show_progress=False, n_threads=0)
                     rank = 0
                     for doc, score in zip(docs[0], scores[0]):
                         if score <= 0:
@@ -245,7 +264,7 @@ class Index:
                         bm25_score[vid] = float(score)
                         fused[vid] = fused.get(vid, 0.0) + 1.0 / (RRF_K + rank)
             boost: dict[int, float] = {}
-            found = anchors(question) if news else ()
+            found = compile_anchors(anchors(question)) if news else ()
             if found:
                 for vid in fused:
                     row = self._row_of_vid[vid]
