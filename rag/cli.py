@@ -1,4 +1,4 @@
-"""The ``rag`` command: ``rag index``, ``rag search``.
+"""The ``rag`` command: ``rag index``, ``rag search``, ``rag ask``.
 
 User mistakes print one line (``error: ... what to do``) and exit 1, never a traceback.
 """
@@ -74,6 +74,64 @@ def cmd_search(args) -> int:
     return 0
 
 
+def read_questions(path: str) -> list[str]:
+    """One question per line, or JSON lines with a "question" field."""
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except OSError as e:
+        raise RagError(f"cannot read questions file {path}: {e.strerror}") from None
+    questions = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                questions.append(json.loads(line)["question"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise RagError(f"{path}:{n}: expected a JSON object with a \"question\" field") \
+                    from None
+        else:
+            questions.append(line.strip())
+    return questions
+
+
+def cmd_ask(args) -> int:
+    from .pipeline import Pipeline, answer_json
+    from .retrieve import Index
+
+    if (args.question is None) == (args.questions is None):
+        raise RagError('give a question, or --questions FILE (not both)')
+    settings = Settings.from_env(index=args.index, k=args.k, generator=args.generator)
+    pipeline = Pipeline(Index(settings.index, settings), settings.generator, k=settings.k)
+    if args.questions:
+        # Models load once for the whole batch; a bad question is reported in its own line.
+        for q in read_questions(args.questions):
+            try:
+                print(json.dumps(answer_json(pipeline.ask(q)), ensure_ascii=False), flush=True)
+            except RagError as e:
+                print(json.dumps({"question": q, "error": str(e)}, ensure_ascii=False), flush=True)
+        return 0
+    if args.json:
+        print(json.dumps(answer_json(pipeline.ask(args.question)), ensure_ascii=False))
+        return 0
+    answer = None
+    for piece in pipeline.stream(args.question):
+        if isinstance(piece, str):
+            if pipeline.generator_name != "extractive":
+                print(piece, end="", flush=True, file=sys.stderr)
+        else:
+            answer = piece
+    if pipeline.generator_name != "extractive":
+        print(file=sys.stderr)
+    print(answer.text)
+    for c in answer.citations:
+        meta = " · ".join(x for x in (c.title, c.date, c.url) if x)
+        print(f"  [{c.n}] {meta} (chars {c.start}-{c.end}): {c.quote}")
+    for d in answer.dropped:
+        print(f"  dropped (unsupported): {d}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rag", description="Question answering over a folder of news articles."
@@ -98,6 +156,17 @@ def parser() -> argparse.ArgumentParser:
     se.add_argument("--k", type=int, help="number of passages (default 5, or RAG_K)")
     se.add_argument("--json", action="store_true", help="print JSON")
     se.set_defaults(func=cmd_search)
+
+    ak = sub.add_parser("ask", help="answer a question with checked citations")
+    ak.add_argument("question", nargs="?")
+    ak.add_argument("--questions", metavar="FILE",
+                    help="answer every question in FILE (one per line, or JSON lines)")
+    ak.add_argument("--index", help="index folder (default index/, or RAG_INDEX)")
+    ak.add_argument("--k", type=int, help="number of passages (default 5, or RAG_K)")
+    ak.add_argument("--generator", help="extractive (default), smollm2, seq2seq[:MODEL], "
+                    "causal:MODEL (or RAG_GENERATOR)")
+    ak.add_argument("--json", action="store_true", help="print JSON")
+    ak.set_defaults(func=cmd_ask)
     return p
 
 

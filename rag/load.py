@@ -72,6 +72,7 @@ def make_article(key: str, path: str, text: str, meta: dict) -> Article:
     """Build an :class:`Article` from text and loose metadata (values become strings)."""
     clean = {k: _as_str(v) for k, v in meta.items() if v is not None and _as_str(v) != ""}
     known = {k: clean.pop(k, "") for k in META_FIELDS}
+    known["title"] = " ".join(known["title"].split())  # no stray no-break spaces or newlines
     clean.pop("id", None)
     for f in TEXT_FIELDS:
         clean.pop(f, None)

@@ -67,3 +67,43 @@ class Hit:
     bm25: float | None = None
     boost: float = 0.0
     rank: int = 0
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One source of an answer: the passage ``[n]`` points at, and the exact span (``start``,
+    ``end``, into the article text) of the sentence that supports the claim."""
+
+    n: int
+    doc_id: str
+    title: str
+    url: str
+    date: str
+    chunk_id: str
+    chunk_start: int
+    chunk_end: int
+    start: int
+    end: int
+    quote: str
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A checked answer. ``text`` carries ``[n]`` markers numbered in order of first use;
+    ``dropped`` holds generated sentences that failed the support check; ``timings`` are in
+    milliseconds (``retrieve_ms``, ``generate_ms``, ``total_ms``)."""
+
+    question: str
+    text: str
+    citations: tuple[Citation, ...]
+    abstained: bool
+    dropped: tuple[str, ...] = ()
+    generator: str = ""
+    timings: tuple[tuple[str, float], ...] = ()
+    hits: tuple[Hit, ...] = ()
+    query: str = ""
+
+    def timing(self) -> dict[str, float]:
+        return dict(self.timings)
