@@ -313,3 +313,8 @@ def load_embedder(name: str = BUNDLED_EMBEDDER, backend: str = "onnx-int8", batc
     if backend == "onnx-int8":
         return OnnxEmbedder(name, batch_size)
     raise RagError(f"unknown embedding backend {backend!r}; choose onnx-int8 or torch")
+
+
+def embedder_for(settings) -> Embedder:
+    """The embedder a :class:`rag.config.Settings` names (model, backend, batch size)."""
+    return load_embedder(settings.embedder, settings.embed_backend, settings.batch_size)

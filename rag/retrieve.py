@@ -152,10 +152,9 @@ class Index:
     @property
     def embedder(self):
         if self._embedder is None:
-            from .embed import load_embedder
+            from .embed import embedder_for
 
-            s = self.settings
-            self._embedder = load_embedder(s.embedder, s.embed_backend, s.batch_size)
+            self._embedder = embedder_for(self.settings)
         return self._embedder
 
     def reload(self) -> bool:

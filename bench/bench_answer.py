@@ -1,0 +1,147 @@
+"""Answer benchmark for each generator backend. Prints figures and ends with one JSON line.
+
+    .venv/bin/python bench/bench_answer.py [--generators extractive,smollm2] [--llm-questions 30]
+
+Over the gold questions of the seed corpus and of eval/newsbench:
+- answer latency p50/p95 and time to the first streamed piece;
+- cold start (a new process, to its first answer): the first run (empty cache: the int8 ONNX
+  export, the GGUF conversion) and a later run;
+- peak RSS of that process;
+- and, for orientation, answer accuracy (a gold answer occurs in the answer) and the abstain /
+  false-abstain rates (``rag eval`` is the full evaluation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag import Settings, build_index  # noqa: E402
+from rag.evaluate import load_gold  # noqa: E402
+from rag.pipeline import Pipeline  # noqa: E402
+from rag.retrieve import Index  # noqa: E402
+
+SETS = (("seed", "corpus", "eval/gold.jsonl"),
+        ("newsbench", "eval/newsbench/corpus", "eval/newsbench/gold.jsonl"))
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def pct(values, q) -> float:
+    return round(float(np.percentile(values, q)), 1)
+
+
+def run_gold(tmp: Path, generator: str, limit: int | None) -> dict:
+    latencies, first_piece, uncached = [], [], []
+    correct = answerable = abstained_ok = unanswerable = false_abstain = 0
+    for name, corpus, gold in SETS:
+        settings = Settings(corpus=ROOT / corpus, index=tmp / f"index-{name}")
+        build_index(settings)
+        pipeline = Pipeline(Index(settings.index, settings), generator)
+        items = load_gold(ROOT / gold)
+        if limit:
+            items = items[: limit // len(SETS)]
+        pipeline.ask(items[0].question)  # load models before timing
+        for item in items:
+            t = time.perf_counter()
+            first = None
+            for piece in pipeline.stream(item.question, item.history):
+                if first is None:
+                    first = time.perf_counter() - t
+                answer = piece
+            latencies.append((time.perf_counter() - t) * 1000)
+            first_piece.append(first * 1000)
+            if generator == "extractive":
+                # Again with no passage sentence embedded yet (a question about new passages).
+                pipeline._sentence_cache.clear()
+                t = time.perf_counter()
+                pipeline.ask(item.question, item.history)
+                uncached.append((time.perf_counter() - t) * 1000)
+            if item.answerable:
+                answerable += 1
+                false_abstain += answer.abstained
+                correct += any(a.lower() in answer.text.lower() for a in item.answers)
+            else:
+                unanswerable += 1
+                abstained_ok += answer.abstained
+    return {
+        "questions": len(latencies),
+        "p50_ms": pct(latencies, 50), "p95_ms": pct(latencies, 95),
+        "first_piece_p50_ms": pct(first_piece, 50), "first_piece_p95_ms": pct(first_piece, 95),
+        **({"p50_ms_uncached": pct(uncached, 50), "p95_ms_uncached": pct(uncached, 95)}
+           if uncached else {}),
+        "accuracy": round(correct / answerable, 3),
+        "abstain_rate_unanswerable": round(abstained_ok / max(1, unanswerable), 3),
+        "false_abstain_rate": round(false_abstain / answerable, 3),
+    }
+
+
+def cold_start(tmp: Path, generator: str) -> dict:
+    """Wall time of a new process answering one question, with an empty then a warm cache."""
+    cache = tmp / f"cold-cache-{generator}"
+    index = tmp / "index-seed"
+    out = {}
+    for run in ("first_run", "later_run"):
+        env = {**os.environ, "RAG_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", generator, "--index", str(index)],
+            env=env, stdout=subprocess.PIPE, text=True, check=True,
+        )
+        wall = time.perf_counter() - t
+        child = json.loads(proc.stdout.strip().splitlines()[-1])
+        out[run] = {"seconds": round(wall, 2), "peak_rss_mb": child["peak_rss_mb"]}
+    return out
+
+
+def child(generator: str, index: str) -> None:
+    from rag import ask
+
+    answer = ask("How much did the Alibaba-led group invest in SenseTime?", index=index,
+                 generator=generator)
+    assert answer.text
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--generators", default="extractive,smollm2")
+    p.add_argument("--llm-questions", type=int, default=30,
+                   help="gold questions per language-model backend (they take seconds each)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--index", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.child:
+        child(args.child, args.index)
+        return
+    figures = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for generator in args.generators.split(","):
+            limit = None if generator == "extractive" else args.llm_questions
+            f = run_gold(tmp, generator, limit)
+            f["cold_start"] = cold_start(tmp, generator)
+            figures[generator] = f
+            print(f"{generator}: {json.dumps(f)}", flush=True)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
