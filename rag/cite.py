@@ -7,6 +7,8 @@ supporting sentence's exact span in the article becomes the citation.
 
 >>> split_answer("SenseTime raised $600 million [1]. Alibaba led it. [2]")
 [('SenseTime raised $600 million.', (1,)), ('Alibaba led it.', (2,))]
+>>> split_answer("Alpha rose. [1] Beta fell. [2]")
+[('Alpha rose.', (1,)), ('Beta fell.', (2,))]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .types import Citation, Hit
 SUPPORT_THRESHOLD = 0.31
 
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+")
 _NUMBER = re.compile(r"(?<![\w.])\$?(\d+(?:[.,]\d+)*)")
 _NAME = re.compile(r"\b[A-Z][\w'\u2019&]*\w")
 # Capitalised only because they start a sentence: not names.
@@ -51,6 +54,11 @@ def split_answer(text: str) -> list[tuple[str, tuple[int, ...]]]:
     out: list[tuple[str, tuple[int, ...]]] = []
     for s, e in sentence_spans(text):
         piece = text[s:e]
+        lead = _LEADING_MARKERS.match(piece)
+        if lead and out:  # "Alpha rose. [1] Beta fell.": the [1] closes the sentence before
+            out[-1] = (out[-1][0], out[-1][1] + tuple(
+                int(n) for m in _MARKER.finditer(lead.group()) for n in re.split(r"[,;]", m.group(1))))
+            piece = piece[lead.end():]
         cites = tuple(int(n) for m in _MARKER.finditer(piece) for n in re.split(r"[,;]", m.group(1)))
         clean = _MARKER.sub("", piece).strip()
         if not re.search(r"\w", clean):

@@ -1,4 +1,4 @@
-"""The ``rag`` command: ``rag index``, ``rag search``, ``rag ask``.
+"""The ``rag`` command: ``rag index``, ``rag search``, ``rag ask``, ``rag eval``.
 
 User mistakes print one line (``error: ... what to do``) and exit 1, never a traceback.
 """
@@ -132,6 +132,89 @@ def cmd_ask(args) -> int:
     return 0
 
 
+def _print_overall(metrics: dict) -> None:
+    from .evaluate import METRICS
+
+    short = {"hit_at_1": "hit@1", "hit_at_5": "hit@5", "mrr": "MRR", "accuracy": "acc",
+             "f1": "F1", "citation_precision": "citP", "citation_recall": "citR",
+             "faithfulness": "faith", "abstain_rate": "abst", "false_abstain_rate": "fabst",
+             "latency_p50_ms": "p50ms", "latency_p95_ms": "p95ms"}
+    print(f"{'set':<12}{'generator':<12}{'items':>6}"
+          + "".join(f"{short[m]:>7}" for m in METRICS))
+    for name, s in metrics["sets"].items():
+        for gen, g in s["generators"].items():
+            if "skipped" in g:
+                print(f"{name:<12}{gen:<12} skipped: {g['skipped']}")
+                continue
+            o = g["overall"]
+            cells = "".join(
+                f"{'-':>7}" if o[m] is None
+                else f"{o[m]:>7.0f}" if m.startswith("latency") else f"{o[m]:>7.3f}"
+                for m in METRICS)
+            print(f"{name:<12}{gen:<12}{o['items']:>6}{cells}")
+
+
+def cmd_eval(args) -> int:
+    from pathlib import Path
+
+    from .evaluate import (
+        DEFAULT_REPORT_DIR,
+        DEFAULT_THRESHOLDS,
+        EvalSet,
+        check_gate,
+        evaluate_sets,
+        generator_names,
+        load_thresholds,
+        shipped_sets,
+        write_report,
+    )
+
+    if args.limit is not None and args.limit < 1:
+        raise RagError(f"--limit must be at least 1, got {args.limit}")
+    if args.gold:
+        gold = Path(args.gold)
+        if not gold.is_file():
+            raise RagError(f"gold file {gold} does not exist; pass --gold FILE")
+        corpus = Path(args.corpus) if args.corpus else Settings.from_env().corpus
+        sets = [EvalSet(gold.stem, gold, corpus, Path(args.index) if args.index else None)]
+    else:
+        if args.corpus or args.index:
+            raise RagError("--corpus and --index go with --gold FILE (one set of your own); "
+                           "the shipped sets use their own corpus and a cached index")
+        sets = shipped_sets()
+    settings = Settings.from_env()
+    generators = generator_names(args.generator, settings.generator)
+    thresholds_path = Path(args.thresholds) if args.thresholds else DEFAULT_THRESHOLDS
+    # an explicit --thresholds must exist; the default may be absent (no gate then)
+    thresholds = {} if args.no_gate else load_thresholds(
+        thresholds_path, required=args.thresholds is not None)
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    metrics = evaluate_sets(sets, generators, settings, limit=args.limit,
+                            skip_unloadable=args.generator == "all", log=log)
+    misses = None if args.no_gate else check_gate(metrics, thresholds)
+    metrics["gate"] = {"thresholds": None if args.no_gate else str(thresholds_path),
+                       "checked": not args.no_gate, "misses": misses or [],
+                       "passed": not misses}
+    report_dir = Path(args.report) if args.report else DEFAULT_REPORT_DIR
+    md, png = write_report(metrics, report_dir, thresholds,
+                           None if args.no_gate else thresholds_path, misses)
+    if args.json:
+        print(json.dumps(metrics, ensure_ascii=False))
+    else:
+        _print_overall(metrics)
+        print(f"report: {md}, {png}")
+    for miss in misses or []:
+        print(miss, file=sys.stderr)
+    if misses:
+        print(f"gate: {len(misses)} figure(s) below the thresholds in {thresholds_path}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rag", description="Question answering over a folder of news articles."
@@ -167,6 +250,29 @@ def parser() -> argparse.ArgumentParser:
                     "causal:MODEL (or RAG_GENERATOR)")
     ak.add_argument("--json", action="store_true", help="print JSON")
     ak.set_defaults(func=cmd_ask)
+
+    ev = sub.add_parser(
+        "eval", help="score retrieval, answers, citations and abstention on gold questions",
+        description="Evaluate on the shipped gold sets (seed, newsbench) or your own (--gold, "
+        "--corpus); write report.md and report.png; exit 1 when a figure of eval/thresholds.toml "
+        "is missed.")
+    ev.add_argument("--gold", metavar="FILE", help="your own gold file (JSON lines; see README)")
+    ev.add_argument("--corpus", metavar="DIR",
+                    help="the articles your gold file is about (default corpus/, or RAG_CORPUS)")
+    ev.add_argument("--index", metavar="DIR", help="index folder for your own set (default: "
+                    "a folder of its own in the cache)")
+    ev.add_argument("--generator", help="extractive, smollm2, seq2seq[:MODEL], causal:MODEL, or "
+                    "all (default: RAG_GENERATOR or extractive)")
+    ev.add_argument("--limit", type=int, metavar="N",
+                    help="first N items of each set for language-model generators "
+                    "(extractive always answers all)")
+    ev.add_argument("--json", action="store_true", help="print every figure as JSON")
+    ev.add_argument("--no-gate", action="store_true", help="do not check the thresholds")
+    ev.add_argument("--report", metavar="DIR", help="where report.md and report.png go "
+                    "(default eval/)")
+    ev.add_argument("--thresholds", metavar="FILE",
+                    help="minimum figures per set (default eval/thresholds.toml)")
+    ev.set_defaults(func=cmd_eval)
     return p
 
 

@@ -73,6 +73,9 @@ def test_split_answer_markers():
     assert split_answer("A rose 5% [2]. B fell [1][3]. [4]") == [
         ("A rose 5%.", (2,)), ("B fell.", (1, 3, 4))]
     assert split_answer("No markers here") == [("No markers here.", ())]
+    # the form assemble() writes: each marker after its sentence's full stop
+    assert split_answer("Alpha rose. [1] Beta fell. [2]") == [
+        ("Alpha rose.", (1,)), ("Beta fell.", (2,))]
     assert split_answer("") == []
 
 
