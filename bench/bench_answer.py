@@ -32,15 +32,10 @@ from rag.evaluate import load_gold  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 from rag.retrieve import Index  # noqa: E402
 
+from bench_index import peak_rss_mb  # noqa: E402  (bench/ is this script's folder)
+
 SETS = (("seed", "corpus", "eval/gold.jsonl"),
         ("newsbench", "eval/newsbench/corpus", "eval/newsbench/gold.jsonl"))
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
 
 
 def pct(values, q) -> float:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .cite import INSTRUCTION, Verifier, assemble, passage_sentences, split_answer
+from .cite import Verifier, _Candidate, assemble, passage_sentences, split_answer
 from .config import Settings
 from .index import bm25_tokens, english_stemmer
 from .retrieve import _YEAR, Index, anchor_match, anchors, compile_anchors, validate_question
@@ -232,8 +232,6 @@ class Pipeline:
                     and s.score >= best.score - 0.08):
                 chosen.append(s)
                 break
-        from .cite import _Candidate
-
         sentences = [c.text for c in chosen]
         support = [(_Candidate(c.hit_index, c.start, c.end, c.text), 1.0) for c in chosen]
         text, citations, _ = assemble(sentences, support, hits)
@@ -259,10 +257,7 @@ class Pipeline:
                     continue
                 text = " ".join(sc.text for sc in sorted(keep[i - 1], key=lambda sc: sc.start))
             else:
-                text = " ".join(
-                    h.chunk.text[s:e] for s, e in _sentences(h.chunk.text)
-                    if not INSTRUCTION.search(h.chunk.text[s:e])
-                )
+                text = " ".join(c.text for c in passage_sentences((h,)))
             head = ", ".join(x for x in (h.article.get("title"), h.article.get("date")) if x)
             blocks.append(f"[{i}] ({head}) {text}" if head else f"[{i}] {text}")
         turns = "".join(
@@ -297,12 +292,6 @@ def ask(question: str, history: Sequence[dict] = (), *, index=None, generator: s
     pipeline = _PIPELINES[key]
     pipeline.index.reload()
     return pipeline.ask(question, history)
-
-
-def _sentences(text: str):
-    from .chunk import sentence_spans
-
-    return sentence_spans(text)
 
 
 def answer_json(answer: Answer) -> dict:
