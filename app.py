@@ -1,43 +1,46 @@
-"""The main interface. Until the browser chat UI lands, a terminal chat: each answer cites the
-passages it came from (`make run` builds or updates the index first)."""
+"""The chat in the browser: brings the index up to date with the corpus (showing progress), then
+serves the page on http://127.0.0.1:7860.
+
+    python app.py [--host HOST] [--port PORT] [--corpus DIR] [--index DIR] [--generator NAME]
+
+Host and port also come from RAG_HOST and RAG_PORT. Nothing is shared or sent anywhere: no share
+link, no analytics.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
 import sys
 
-from rag import RagError
-from rag.pipeline import Pipeline
+from rag import RagError, Settings, build_index
+from rag.ui import DEFAULT_HOST, DEFAULT_PORT, Library, launch
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("RAG_HOST") or DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT") or DEFAULT_PORT))
+    parser.add_argument("--corpus", help="articles folder (default corpus/ or RAG_CORPUS)")
+    parser.add_argument("--index", help="index folder (default index/ or RAG_INDEX)")
+    parser.add_argument("--generator", help="answer generator (default extractive or RAG_GENERATOR)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        pipeline = Pipeline.open()
+        settings = Settings.from_env(corpus=args.corpus, index=args.index, generator=args.generator)
+        print(f"Updating the index in {settings.index} from {settings.corpus}…", flush=True)
+        report = build_index(settings, progress=True)
+        print(f"{report.articles} articles, {report.chunks} passages ({report.added} added, "
+              f"{report.updated} updated, {report.removed} removed) in {report.seconds:.1f} s",
+              flush=True)
+        library = Library(settings)
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    stats = pipeline.index.stats()
-    print(f"{stats['articles']} articles, {stats['chunks']} passages, generator "
-          f"{pipeline.generator_name}. Ask a question (empty line: new chat, Ctrl-D: quit).")
-    history: list[dict] = []
-    while True:
-        try:
-            question = input("> ").strip()
-        except (EOFError, KeyboardInterrupt):
-            print()
-            return 0
-        if not question:
-            history = []
-            continue
-        try:
-            answer = pipeline.ask(question, history)
-        except RagError as e:
-            print(f"error: {e}")
-            continue
-        print(answer.text)
-        for c in answer.citations:
-            print(f"  [{c.n}] {c.title or c.doc_id}{' · ' + c.date if c.date else ''}: “{c.quote}”")
-        history += [{"role": "user", "content": question},
-                    {"role": "assistant", "content": answer.text}]
+    print(f"Serving the chat on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    launch(library, args.host, args.port)
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -110,7 +111,8 @@ def _batches(texts: Sequence[str], batch_size: int, progress: bool):
 
 
 class TorchEmbedder:
-    """sentence-transformers on torch, fp32."""
+    """sentence-transformers on torch, fp32. Calls are serialised: transformers reconfigures
+    the shared fast tokenizer on every call, which fails when two threads do it at once."""
 
     backend = "torch"
 
@@ -124,17 +126,19 @@ class TorchEmbedder:
         from .chunk import HFTokenizer
 
         self.tokenizer = HFTokenizer(self.model.tokenizer)
+        self._lock = threading.Lock()
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, self.dim), np.float32)
-        out = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress and len(texts) >= PROGRESS_MIN,
-        )
+        with self._lock:
+            out = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress and len(texts) >= PROGRESS_MIN,
+            )
         return _normalise(out)
 
     def embed_query(self, text: str) -> np.ndarray:

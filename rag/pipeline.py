@@ -168,20 +168,22 @@ class Pipeline:
 
     # -- answering -----------------------------------------------------------------------
 
-    def ask(self, question: str, history: Sequence[dict] = ()) -> Answer:
-        """A checked answer to ``question`` (``history``: earlier ``{"role", "content"}`` turns)."""
+    def ask(self, question: str, history: Sequence[dict] = (), k: int | None = None) -> Answer:
+        """A checked answer to ``question`` (``history``: earlier ``{"role", "content"}`` turns;
+        ``k``: passages to retrieve, default the pipeline's)."""
         answer = None
-        for piece in self.stream(question, history):
+        for piece in self.stream(question, history, k=k):
             if isinstance(piece, Answer):
                 answer = piece
         return answer
 
-    def stream(self, question: str, history: Sequence[dict] = ()) -> Iterator[str | Answer]:
+    def stream(self, question: str, history: Sequence[dict] = (),
+               k: int | None = None) -> Iterator[str | Answer]:
         """Text pieces as the generator writes them, then the final verified :class:`Answer`."""
         t0 = time.perf_counter()
         question = validate_question(question)
         query = retrieval_query(question, history)
-        hits = self.index.search(query, self.k)
+        hits = self.index.search(query, k or self.k)
         t1 = time.perf_counter()
         timings = {"retrieve_ms": (t1 - t0) * 1000}
 

@@ -1,0 +1,164 @@
+"""Load on the chat server: concurrent chat sessions through the page's own `/chat` endpoint.
+Prints figures and ends with one JSON line.
+
+    .venv/bin/python bench/bench_ui_load.py [--sessions 20] [--seconds 60] [--url URL]
+
+Without ``--url`` it starts ``app.py`` on a free port over a copy of ``corpus/`` plus
+``eval/newsbench/corpus`` (45 articles), and stops it afterwards. Each session is its own
+gradio_client ``Client`` (its own browser session, so its own history), asking the gold
+questions of both sets in a different order, follow-ups included, until the time is up.
+
+Reported: answers per second, answer latency p50/p95 as each client saw it (queueing included),
+and errors: a failed request, or a reply that shows an error message instead of an answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag.evaluate import load_gold  # noqa: E402
+
+GOLD = (ROOT / "eval/gold.jsonl", ROOT / "eval/newsbench/gold.jsonl")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
+    corpus = tmp / "corpus"
+    shutil.copytree(ROOT / "corpus", corpus)
+    for f in (ROOT / "eval/newsbench/corpus").iterdir():
+        shutil.copy(f, corpus)
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--corpus", str(corpus),
+         "--index", str(tmp / "index")],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"app.py exited with {proc.returncode}; see {tmp / 'server.log'}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("app.py did not start within 300 s")
+
+
+def session(url: str, seed: int, questions: list[tuple[str, list]], stop_at: float,
+            results: list, errors: list) -> None:
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    order = questions[:]
+    random.Random(seed).shuffle(order)
+    i = 0
+    while time.time() < stop_at:
+        question, history = order[i % len(order)]
+        i += 1
+        if history:  # a follow-up: ask its lead question first, in the same session
+            question_first = history[0]["content"]
+            pairs = [question_first, question]
+        else:
+            pairs = [question]
+        shown: list = []
+        for q in pairs:
+            t = time.perf_counter()
+            try:
+                _, shown, _ = client.predict(q, shown, 5, "extractive", api_name="/chat")
+                reply = shown[-1]["content"][0]["text"] if shown else ""
+                if "rag-error" in reply or not reply:
+                    errors.append(f"{q!r}: {reply[:200]}")
+                else:
+                    results.append(time.perf_counter() - t)
+            except Exception as e:  # counted, reported, and the session goes on
+                errors.append(f"{q!r}: {type(e).__name__}: {e}")
+            if time.time() >= stop_at:
+                break
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--url", help="an already running chat server")
+    args = parser.parse_args()
+
+    questions = [(item.question, list(item.history)) for g in GOLD for item in load_gold(g)]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ui-"))
+    proc = None
+    try:
+        if args.url:
+            url = args.url
+        else:
+            t = time.perf_counter()
+            proc, url = start_server(tmp)
+            print(f"server up at {url} in {time.perf_counter() - t:.1f} s")
+        from gradio_client import Client
+
+        Client(url, verbose=False).predict(questions[0][0], [], 5, "extractive",
+                                           api_name="/chat")  # warm the models
+        results: list[float] = []
+        errors: list[str] = []
+        stop_at = time.time() + args.seconds
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=session,
+                                    args=(url, i, questions, stop_at, results, errors))
+                   for i in range(args.sessions)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.perf_counter() - t0
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    lat = np.array(results) * 1000
+    out = {
+        "sessions": args.sessions,
+        "seconds": round(elapsed, 1),
+        "answers": len(results),
+        "answers_per_s": round(len(results) / elapsed, 2),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+        "p95_ms": round(float(np.percentile(lat, 95)), 1) if len(lat) else None,
+        "errors": len(errors),
+        "cpu_count": os.cpu_count(),
+    }
+    print(f"{out['sessions']} sessions for {out['seconds']} s: {out['answers']} answers, "
+          f"{out['answers_per_s']} answers/s, latency p50 {out['p50_ms']} ms, "
+          f"p95 {out['p95_ms']} ms, errors {out['errors']}")
+    for e in errors[:10]:
+        print("error:", e)
+    print(json.dumps(out))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,454 @@
+"""The browser chat: a Gradio page over a :class:`Pipeline`, with a sources panel, uploads and a
+corpus panel.
+
+Everything that reaches the page from an article, an answer or a user is escaped here before it
+is rendered (:func:`render_answer`, :func:`render_sources`), so an article holding ``<script>``
+or ``onerror=`` shows as text. Handlers never raise into Gradio: a :class:`RagError` becomes
+its one-line message, anything else a short message while the traceback goes to the server log.
+
+>>> from rag.ui import Library, build_app                        # doctest: +SKIP
+>>> build_app(Library()).launch(server_name="127.0.0.1", server_port=7860)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+import shutil
+import threading
+import unicodedata
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .config import Settings
+from .errors import CorpusError, RagError
+from .index import IndexReport, IndexWriter
+from .load import SUFFIXES
+from .pipeline import Pipeline
+from .retrieve import Index
+from .types import Answer
+
+# Before gradio is imported anywhere: no analytics, no telemetry, nothing leaves the machine.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+#: Uploads larger than this are refused with a message (RAG_MAX_UPLOAD_MB overrides it).
+MAX_UPLOAD_MB = 5.0
+MAX_NAME_CHARS = 80
+MAX_K = 20
+EXAMPLES = 3
+
+_MARKER = re.compile(r"\[(\d+)\]")
+_UNSAFE_NAME = re.compile(r"[^\w.-]+")
+#: Markdown and LaTeX punctuation, backslash-escaped so article text renders as plain text.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~$-])")
+
+#: System fonts: the default theme fetches its fonts from Google, and the page must work offline.
+THEME = gr.themes.Default(font=["system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
+                          font_mono=["ui-monospace", "Menlo", "Consolas", "monospace"])
+
+CSS = """
+.rag-abstain {border-left: 4px solid #b45309; background: #fef3c7; color: #78350f;
+  padding: .4em .7em; border-radius: 4px;}
+.rag-error {border-left: 4px solid #b91c1c; background: #fee2e2; color: #7f1d1d;
+  padding: .4em .7em; border-radius: 4px;}
+.rag-cite {font-weight: 600; text-decoration: none;}
+.rag-source {border: 1px solid #d1d5db; border-radius: 6px; padding: .5em .7em; margin: .5em 0;}
+.rag-source:target {outline: 3px solid #2563eb;}
+.rag-source-head {font-size: .9em; margin-bottom: .3em;}
+.rag-source mark {background: #fde68a; color: inherit; padding: 0 .1em;}
+.rag-turn {font-weight: 600; margin-top: .8em;}
+.rag-dropped {font-size: .85em; color: #6b7280;}
+"""
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def md_text(text: str) -> str:
+    """``text`` made inert for the chat's Markdown renderer: Markdown and LaTeX punctuation
+    backslash-escaped, then HTML escaped (``<``, ``>``, ``&`` become entities, which Markdown
+    shows as written), so it shows exactly as written."""
+    return html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=False)
+
+
+def _anchor(turn: int, n: int) -> str:
+    return f"rag-src-{turn}-{n}"
+
+
+def render_answer(answer: Answer, turn: int) -> str:
+    """The chat message for ``answer``: its text with each ``[n]`` a link to source ``n`` of
+    this ``turn`` in the sources panel; an abstention in its own style."""
+    if answer.abstained:
+        return (f'<div class="rag-abstain">⚠️ <strong>Not in the articles.</strong> '
+                f"{html.escape(answer.text)}</div>")
+    cited = {c.n for c in answer.citations}
+    parts, at = [], 0
+    for m in _MARKER.finditer(answer.text):
+        parts.append(md_text(answer.text[at:m.start()]))
+        n = int(m.group(1))
+        parts.append(f'<a class="rag-cite" href="#{_anchor(turn, n)}">[{n}]</a>' if n in cited
+                     else md_text(m.group(0)))
+        at = m.end()
+    parts.append(md_text(answer.text[at:]))
+    body = "".join(parts)
+    if answer.dropped:
+        body += (f'<div class="rag-dropped">{len(answer.dropped)} generated sentence(s) left out: '
+                 "no cited passage supports them.</div>")
+    return body
+
+
+def render_error(message: str) -> str:
+    return f'<div class="rag-error">{html.escape(message)}</div>'
+
+
+def _safe_url(url: str) -> str:
+    """``url`` when it is a plain http(s) address, else nothing (no ``javascript:`` links)."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return ""
+    return url.strip() if parts.scheme in ("http", "https") and parts.netloc else ""
+
+
+def render_sources(answer: Answer, turn: int) -> str:
+    """One block per citation of ``answer``: the article's title, date and URL, and the cited
+    passage with the supporting span highlighted. All text is escaped."""
+    head = f'<div class="rag-turn">{turn}. {html.escape(answer.question)}</div>'
+    if not answer.citations:
+        return head + "<p>No sources: the articles don't answer this.</p>"
+    blocks = [head]
+    for c in answer.citations:
+        s = max(0, c.start - c.chunk_start)
+        e = min(len(c.text), c.end - c.chunk_start)
+        passage = (f"{html.escape(c.text[:s])}<mark>{html.escape(c.text[s:e])}</mark>"
+                   f"{html.escape(c.text[e:])}")
+        meta = [f"<strong>{html.escape(c.title or c.doc_id)}</strong>"]
+        if c.date:
+            meta.append(html.escape(c.date))
+        if url := _safe_url(c.url):
+            meta.append(f'<a href="{html.escape(url, quote=True)}" target="_blank" '
+                        f'rel="noopener noreferrer">{html.escape(url)}</a>')
+        blocks.append(
+            f'<div class="rag-source" id="{_anchor(turn, c.n)}">'
+            f'<div class="rag-source-head">[{c.n}] {" · ".join(meta)}</div>'
+            f"<div>{passage}</div></div>"
+        )
+    return "".join(blocks)
+
+
+# -- uploads ------------------------------------------------------------------------------------
+
+
+def safe_name(name: str) -> str:
+    """A file name that stays inside the corpus folder: the last path component only, with
+    anything but letters, digits, ``.``, ``-`` and ``_`` replaced; ``CorpusError`` for a type
+    that cannot be read."""
+    base = unicodedata.normalize("NFKC", re.split(r"[\\/]", name)[-1])
+    stem, dot, suffix = base.rpartition(".")
+    if not dot or f".{suffix.lower()}" not in SUFFIXES:
+        raise CorpusError(f"{name}: cannot read this type of file; upload "
+                          f"{', '.join(SUFFIXES)} files")
+    stem = _UNSAFE_NAME.sub("_", stem).strip("._-")[:MAX_NAME_CHARS] or "article"
+    return f"{stem}.{suffix.lower()}"
+
+
+def unique_path(folder: Path, name: str) -> Path:
+    """``folder / name``, or ``stem-2.ext``, ``stem-3.ext``... when that file exists."""
+    path = folder / name
+    stem, suffix = path.stem, path.suffix
+    n = 2
+    while path.exists():
+        path = folder / f"{stem}-{n}{suffix}"
+        n += 1
+    return path
+
+
+def max_upload_bytes() -> int:
+    env = os.environ.get("RAG_MAX_UPLOAD_MB", "")
+    try:
+        mb = float(env) if env else MAX_UPLOAD_MB
+    except ValueError:
+        raise RagError(f"RAG_MAX_UPLOAD_MB={env!r} is not a number; fix or unset it") from None
+    return int(mb * 1024 * 1024)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB"
+
+
+# -- the service behind the page ----------------------------------------------------------------
+
+
+class Library:
+    """The index, one pipeline per generator, and the corpus writer, shared by all sessions.
+
+    Chat history lives in each browser session, never here.
+    """
+
+    def __init__(self, settings: Settings | None = None, embedder=None):
+        self.settings = settings or Settings.from_env()
+        self.index = Index(self.settings.index, self.settings, embedder=embedder)
+        self._pipelines: dict[str, Pipeline] = {}
+        self._lock = threading.Lock()  # one corpus change at a time
+
+    @property
+    def corpus(self) -> Path:
+        return Path(self.settings.corpus)
+
+    def generators(self) -> list[str]:
+        from .generate import available_generators
+
+        return available_generators(self.settings.generator)
+
+    def pipeline(self, generator: str | None = None) -> Pipeline:
+        name = generator or self.settings.generator
+        with self._lock:
+            if name not in self._pipelines:
+                self._pipelines[name] = Pipeline(self.index, name, k=self.settings.k)
+            return self._pipelines[name]
+
+    def stream(self, question: str, history: Sequence[dict] = (), k: int | None = None,
+               generator: str | None = None) -> Iterator[str | Answer]:
+        """As :meth:`Pipeline.stream`, with ``k`` passages and the ``generator`` chosen."""
+        pipeline = self.pipeline(generator)
+        self.index.reload()  # pick up articles added by another session or `rag index`
+        if k:
+            k = max(1, min(MAX_K, int(k)))
+        return pipeline.stream(question, history, k=k)
+
+    def add_files(self, paths: Sequence[str | Path], names: Sequence[str] | None = None) -> list[str]:
+        """Save uploaded files into the corpus and index them; one line per file saying what
+        happened. ``names`` are the names the user gave (default: the paths' names).
+
+        A file is refused (and not kept) when it is too large, of an unknown type, a duplicate
+        of an indexed article, or unreadable. The index is updated once for all files, and
+        nothing already indexed is lost if that fails.
+        """
+        names = list(names or [Path(p).name for p in paths])
+        limit = max_upload_bytes()
+        lines: list[str] = []
+        saved: dict[str, str] = {}  # corpus-relative path -> the name the user gave
+        with self._lock:
+            self.corpus.mkdir(parents=True, exist_ok=True)
+            for path, name in zip(paths, names):
+                try:
+                    size = Path(path).stat().st_size
+                    if size > limit:
+                        raise CorpusError(
+                            f"{name} is {_mb(size)}, over the {_mb(limit)} upload limit; split "
+                            "it, or start the app with a larger RAG_MAX_UPLOAD_MB"
+                        )
+                    dest = unique_path(self.corpus, safe_name(name))
+                    shutil.copyfile(path, dest)
+                except (RagError, OSError) as e:
+                    lines.append(f"✗ {e}" if isinstance(e, RagError) else f"✗ {name}: {e}")
+                    continue
+                saved[dest.relative_to(self.corpus).as_posix()] = name
+            if not saved:
+                return lines
+            try:
+                report = self._update()
+            except Exception as e:
+                for rel in saved:
+                    (self.corpus / rel).unlink(missing_ok=True)
+                log.exception("indexing uploads failed")
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                return lines + [f"✗ could not index {', '.join(saved.values())}: {first}"]
+            refused = self._refused(report, saved)
+            for rel, why in refused.items():
+                (self.corpus / rel).unlink(missing_ok=True)
+                lines.append(f"✗ {saved[rel]}: {why}")
+            if refused:
+                self._update()  # forget the refused files' entries
+            self.index.reload()
+            by_path = self._passages_by_path()
+            for rel, name in saved.items():
+                if rel not in refused:
+                    n = by_path.get(rel, 0)
+                    shown = f"{name} as {rel}" if rel != name else name
+                    lines.append(f"✓ added {shown}: {n} passage{'s' * (n != 1)}")
+        return lines
+
+    def _update(self) -> IndexReport:
+        return IndexWriter(self.settings, embedder=self.index.embedder).update()
+
+    def _refused(self, report: IndexReport, saved: dict[str, str]) -> dict[str, str]:
+        refused = {}
+        for d in report.duplicates:
+            if d["path"] in saved:
+                original = saved.get(d["duplicate_of"], d["duplicate_of"])
+                refused[d["path"]] = f"duplicate of {original}, not added"
+        for s in report.skipped:
+            if s["path"] in saved:
+                refused[s["path"]] = f"not added: {s['reason']}"
+        return refused
+
+    def _passages_by_path(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for a in self.index.manifest.get("articles", {}).values():
+            counts[a["path"]] = counts.get(a["path"], 0) + a["chunks"]
+        return counts
+
+    def corpus_summary(self) -> str:
+        st = self.index.stats()
+        return (f"**{st['articles']} articles · {st['chunks']} passages** · embedder "
+                f"`{st['embedder']}` · store `{st['store']}` · last update {st['updated_at']}")
+
+    def corpus_rows(self) -> list[list[str]]:
+        """Title, date, file and passage count of every indexed article, newest file last."""
+        return [[a.title or "(untitled)", a.date, a.path, str(len(a.chunks))]
+                for a in self.index.articles]
+
+    def examples(self) -> list[str]:
+        """Questions offered on an empty chat: about the titles of the latest articles."""
+        titled = [a.title for a in self.index.articles if a.title][-EXAMPLES:]
+        return [f"What does the article “{t}” report?" for t in reversed(titled)]
+
+
+# -- the page -----------------------------------------------------------------------------------
+
+
+def _message(role: str, content: str) -> dict:
+    return {"role": role, "content": content}
+
+
+def build_app(library: Library):
+    """The Gradio Blocks page. Per-session state: the visible chat, the plain-text history the
+    pipeline reads for follow-ups, and the sources of every answer so far."""
+    generators = library.generators()
+
+    def chat(message, shown, history, sources, k, generator):
+        question = (message or "").strip()
+        if not question:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        shown = list(shown or []) + [_message("user", md_text(question))]
+        history = list(history or [])
+        sources = list(sources or [])
+        yield "", shown + [_message("assistant", "…")], history, sources, "".join(sources)
+        answer, partial = None, ""
+        try:
+            for piece in library.stream(question, history, k=k, generator=generator):
+                if isinstance(piece, Answer):
+                    answer = piece
+                else:
+                    partial += piece
+                    yield (gr.skip(), shown + [_message("assistant", md_text(partial))],
+                           gr.skip(), gr.skip(), gr.skip())
+        except RagError as e:
+            yield "", shown + [_message("assistant", render_error(str(e)))], history, sources, \
+                "".join(sources)
+            return
+        except Exception as e:  # never a traceback in the page
+            log.exception("answering %r failed", question)
+            text = f"Something went wrong while answering ({type(e).__name__}); see the server log."
+            yield "", shown + [_message("assistant", render_error(text))], history, sources, \
+                "".join(sources)
+            return
+        turn = len(history) // 2 + 1
+        shown.append(_message("assistant", render_answer(answer, turn)))
+        history += [_message("user", question), _message("assistant", answer.text)]
+        sources = [render_sources(answer, turn)] + sources
+        yield "", shown, history, sources, "".join(sources)
+
+    def new_chat():
+        return [], [], [], "", ""
+
+    def pick_example(event: gr.SelectData):
+        return event.value["text"]
+
+    def upload(files):
+        if not files:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        paths = [f if isinstance(f, str) else f.name for f in files]
+        try:
+            lines = library.add_files(paths)
+        except Exception as e:
+            log.exception("upload failed")
+            lines = [f"✗ upload failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"]
+        status = "\n".join(f"- {md_text(line)}" for line in lines)
+        return (None, status, library.corpus_summary(), library.corpus_rows())
+
+    def ask_api(question: str, k: int = 0, generator: str = "") -> dict:
+        """One question, no history: the `rag ask --json` object, or {"error": message}."""
+        from .pipeline import answer_json
+
+        try:
+            answer = None
+            for piece in library.stream(question, (), k=k or None, generator=generator or None):
+                if isinstance(piece, Answer):
+                    answer = piece
+            return answer_json(answer)
+        except RagError as e:
+            return {"error": str(e)}
+        except Exception as e:
+            log.exception("answering %r failed", question)
+            return {"error": f"something went wrong ({type(e).__name__}); see the server log"}
+
+    with gr.Blocks(title="News Q&A", analytics_enabled=False) as app:
+        gr.Markdown("## News Q&A\nAnswers come only from the articles, and every sentence "
+                    "cites the passage it came from.")
+        history = gr.State([])
+        sources = gr.State([])
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="Chat", height=480, sanitize_html=True, latex_delimiters=[],
+                    feedback_options=None, elem_id="rag-chat", buttons=["copy", "copy_all"],
+                    examples=[{"text": q} for q in library.examples()] or None,
+                    placeholder="Ask a question about the articles.",
+                )
+                with gr.Row():
+                    box = gr.Textbox(placeholder="Ask about the articles…", show_label=False,
+                                     scale=5, elem_id="rag-question", submit_btn=True,
+                                     max_length=2000)
+                    clear = gr.Button("New chat", scale=1, elem_id="rag-new-chat")
+            with gr.Column(scale=2):
+                gr.Markdown("### Sources")
+                panel = gr.HTML("<p>Cited passages appear here.</p>", elem_id="rag-sources")
+        with gr.Accordion("Settings", open=False):
+            k = gr.Slider(1, MAX_K, value=library.settings.k, step=1, label="Passages (k)",
+                          elem_id="rag-k")
+            generator = gr.Dropdown(generators, value=library.settings.generator,
+                                    label="Generator", elem_id="rag-generator")
+        with gr.Accordion("Articles", open=True):
+            summary = gr.Markdown(library.corpus_summary(), elem_id="rag-corpus-summary")
+            files = gr.File(label=f"Add articles ({', '.join(SUFFIXES)}; up to "
+                            f"{_mb(max_upload_bytes())} each)",
+                            file_count="multiple", file_types=list(SUFFIXES), elem_id="rag-upload")
+            status = gr.Markdown(elem_id="rag-upload-status")
+            table = gr.Dataframe(library.corpus_rows(), headers=["title", "date", "file", "passages"],
+                                 datatype=["str", "str", "str", "str"], interactive=False,
+                                 elem_id="rag-corpus")
+
+        outputs = [box, chatbot, history, sources, panel]
+        # One answer at a time across all sessions and the API: the models use every core.
+        ask_inputs = [box, chatbot, history, sources, k, generator]
+        box.submit(chat, ask_inputs, outputs, api_name="chat", concurrency_id="answer")
+        chatbot.example_select(pick_example, None, box).then(
+            chat, ask_inputs, outputs, api_visibility="private", concurrency_id="answer")
+        clear.click(new_chat, None, outputs, api_visibility="private")
+        chatbot.clear(new_chat, None, outputs, api_visibility="private")
+        files.upload(upload, files, [files, status, summary, table], api_name="upload")
+        gr.api(ask_api, api_name="ask", concurrency_id="answer")
+    return app
+
+
+def launch(library: Library, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwargs):
+    """Serve the page on ``host:port``: no share link, no analytics, uploads capped."""
+    app = build_app(library)
+    app.queue(default_concurrency_limit=1)
+    app.launch(server_name=host, server_port=port, share=False, show_error=False,
+               max_file_size=4 * max_upload_bytes(), css=CSS, theme=THEME, footer_links=[],
+               **kwargs)
+    return app

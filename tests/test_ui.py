@@ -1,0 +1,193 @@
+"""The chat page's logic without a browser: escaping, rendering, upload names, the upload flow."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+from conftest import FakeEmbedder, fake_settings
+
+from rag import build_index
+from rag.errors import CorpusError
+from rag.types import Answer, Citation
+from rag.ui import Library, md_text, render_answer, render_sources, safe_name, unique_path
+
+PAYLOAD = '<img src=x onerror="alert(1)"> and <script>alert(2)</script>'
+TEXT = ("The harbour authority of Velmora approved a new ferry terminal on Tuesday. "
+        "It will cost 48 million euros and open in 2029. {payload} The mayor welcomed it.")
+
+
+def answer_for(text: str, quote_start: int, quote_end: int, **kw) -> Answer:
+    cite = Citation(n=1, doc_id="d1", title=kw.pop("title", "Ferry <b>news</b>"),
+                    url=kw.pop("url", "https://example.org/a?x=1&y=2"), date="2026-03-01",
+                    chunk_id="d1:0", chunk_start=10, chunk_end=10 + len(text), start=10 + quote_start,
+                    end=10 + quote_end, quote=text[quote_start:quote_end], text=text, score=0.8)
+    return Answer(question=kw.pop("question", "How much <i>will</i> it cost?"),
+                  text=kw.pop("answer", "It will cost 48 million euros [1]."),
+                  citations=(cite,), abstained=False, **kw)
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def test_md_text_leaves_no_markup():
+    out = md_text(PAYLOAD + " **bold** [x](javascript:alert(3)) $x$")
+    assert "<" not in out and ">" not in out
+    assert "**" not in out and "](" not in out and "$x$" not in out
+
+
+def test_answer_markers_link_to_their_sources_and_text_is_escaped():
+    a = answer_for(TEXT.format(payload=""), 0, 10, answer=f"{PAYLOAD} costs 48 [1]. Also [7].")
+    out = render_answer(a, turn=3)
+    assert out.count('href="#rag-src-3-1"') == 1
+    assert "\\[7\\]" in out and "#rag-src-3-7" not in out  # not a citation of this answer
+    assert "<img" not in out and "<script" not in out
+
+
+def test_abstention_has_its_own_look():
+    a = Answer(question="q", text="The articles don't say.", citations=(), abstained=True)
+    out = render_answer(a, 1)
+    assert 'class="rag-abstain"' in out and "don&#x27;t" in out
+    assert "rag-abstain" not in render_answer(answer_for("x y", 0, 1), 1)
+
+
+def test_sources_highlight_the_exact_span_and_escape_everything():
+    text = TEXT.format(payload=PAYLOAD)
+    start = text.index("It will cost")
+    end = text.index("2029.") + len("2029.")
+    out = render_sources(answer_for(text, start, end), turn=2)
+    assert re.search(r"<mark>(.*?)</mark>", out).group(1) == html.escape(text[start:end])
+    assert 'id="rag-src-2-1"' in out
+    assert "<img" not in out and "<script" not in out and "<b>" not in out and "<i>" not in out
+    assert html.escape(PAYLOAD) in out
+    assert 'href="https://example.org/a?x=1&amp;y=2"' in out
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "data:text/html,x", "//evil", "notaurl"])
+def test_sources_link_only_http_urls(url):
+    out = render_sources(answer_for("abc def", 0, 3, url=url), 1)
+    assert "<a " not in out
+
+
+# -- upload names -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("../../etc/passwd.txt", "passwd.txt"),
+    ("..\\..\\windows\\evil.md", "evil.md"),
+    ("My Story <2026>.HTML", "My_Story_2026.html"),
+    (".hidden.json", "hidden.json"),
+    ("....txt", "article.txt"),
+    ("résumé.jsonl", "résumé.jsonl"),
+])
+def test_safe_name(given, expected):
+    assert safe_name(given) == expected
+
+
+@pytest.mark.parametrize("given", ["virus.exe", "noext", "archive.txt.gz", "a.pdf"])
+def test_safe_name_refuses_unknown_types(given):
+    with pytest.raises(CorpusError, match="cannot read this type"):
+        safe_name(given)
+
+
+def test_unique_path_never_overwrites(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    (tmp_path / "a-2.txt").write_text("y")
+    assert unique_path(tmp_path, "a.txt").name == "a-3.txt"
+    assert unique_path(tmp_path, "b.txt").name == "b.txt"
+
+
+# -- the upload flow (fake embedder, real index) ------------------------------------------------
+
+
+@pytest.fixture
+def library(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ferry.txt").write_text(TEXT.format(payload=""))
+    settings = fake_settings(corpus, tmp_path / "index")
+    emb = FakeEmbedder()
+    build_index(settings, embedder=emb)
+    return Library(settings, embedder=emb)
+
+
+def upload(tmp_path, name: str, text: str | bytes):
+    folder = tmp_path / "uploads"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{len(list(folder.iterdir()))}.bin"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path, name
+
+
+def add(library, *files):
+    return library.add_files([p for p, _ in files], [n for _, n in files])
+
+
+def test_upload_is_indexed_and_answerable(library, tmp_path):
+    lines = add(library, upload(tmp_path, "../bridge.md",
+                                "---\ntitle: Bridge\n---\n\nThe Kestrel bridge reopened after 14 months."))
+    assert lines == ["✓ added ../bridge.md as bridge.md: 1 passage"]
+    assert (library.corpus / "bridge.md").is_file()
+    assert library.index.stats()["articles"] == 2
+    answer = library.pipeline().ask("When did the Kestrel bridge reopen?")
+    assert not answer.abstained and answer.citations[0].title == "Bridge"
+
+
+def test_same_name_does_not_overwrite(library, tmp_path):
+    lines = add(library, upload(tmp_path, "ferry.txt", "A different story about trams in Lund."))
+    assert lines == ["✓ added ferry.txt as ferry-2.txt: 1 passage"]
+    assert (library.corpus / "ferry.txt").read_text() == TEXT.format(payload="")
+    assert library.index.stats()["articles"] == 2
+
+
+def test_duplicate_is_reported_and_not_kept(library, tmp_path):
+    before = library.index.stats()
+    lines = add(library, upload(tmp_path, "copy.txt", TEXT.format(payload="")))
+    assert lines == ["✗ copy.txt: duplicate of ferry.txt, not added"]
+    assert not (library.corpus / "copy.txt").exists()
+    after = library.index.stats()
+    assert (after["articles"], after["chunks"]) == (before["articles"], before["chunks"])
+
+
+def test_duplicates_within_one_upload(library, tmp_path):
+    lines = add(library, upload(tmp_path, "one.txt", "Trams return to Lund."),
+                upload(tmp_path, "two.txt", "Trams return to Lund."))
+    assert lines == ["✗ two.txt: duplicate of one.txt, not added", "✓ added one.txt: 1 passage"]
+
+
+def test_too_large_and_bad_files_are_refused(library, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAG_MAX_UPLOAD_MB", "0.001")  # about 1 KB
+    lines = add(library, upload(tmp_path, "big.txt", "word " * 400),
+                upload(tmp_path, "x.exe", "MZ"),
+                upload(tmp_path, "empty.txt", ""),
+                upload(tmp_path, "ok.txt", "Trams return to Lund."))
+    assert lines[0].startswith("✗ big.txt is 0.0 MB, over the 0.0 MB upload limit")
+    assert "RAG_MAX_UPLOAD_MB" in lines[0]
+    assert lines[1].startswith("✗ x.exe: cannot read this type of file")
+    assert lines[2].startswith("✗ empty.txt: not added:")
+    assert lines[3] == "✓ added ok.txt: 1 passage"
+    assert sorted(p.name for p in library.corpus.iterdir()) == ["ferry.txt", "ok.txt"]
+
+
+def test_failed_indexing_keeps_the_index_and_removes_the_upload(library, tmp_path):
+    library.index._embedder.fail_after = 0
+    lines = add(library, upload(tmp_path, "new.txt", "Trams return to Lund."))
+    assert lines[0].startswith("✗ could not index new.txt: fake embedder crashed")
+    assert not (library.corpus / "new.txt").exists()
+    library.index._embedder.fail_after = None
+    assert library.index.stats()["articles"] == 1
+    assert library.pipeline().ask("How much will the ferry terminal cost?").citations
+
+
+def test_k_and_generator_per_question(library):
+    answer = None
+    for piece in library.stream("ferry terminal cost", k=1):
+        answer = piece
+    assert len(answer.hits) == 1
+    assert library.generators()[0] == "extractive"
+
+
+def test_examples_name_the_articles(library, tmp_path):
+    add(library, upload(tmp_path, "b.md", "---\ntitle: Bridge reopens\n---\n\nThe bridge reopened."))
+    assert library.examples() == ["What does the article “Bridge reopens” report?"]

@@ -1,0 +1,224 @@
+"""The chat page in a real browser (Debian's chromium through Playwright), on a real index built
+with the bundled embedding model; and the API through gradio_client."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from conftest import SEED_ARTICLE
+
+from rag import Settings, build_index
+from rag.ui import Library, launch
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ALIBABA = "How much did the Alibaba-led group invest in SenseTime?"
+HARBOUR = ("---\ntitle: Velmora approves ferry terminal\ndate: 2026-03-01\n"
+           "url: https://news.example.org/velmora-ferry\n---\n\n"
+           "The harbour authority of Velmora approved a new ferry terminal on Tuesday. "
+           "The terminal will cost 48 million euros and is due to open in 2029. "
+           "The mayor said the project would double passenger capacity.\n")
+XSS = ('---\ntitle: "Quarnholt <img src=x onerror=\\"window.__xss=1\\"> results"\n---\n\n'
+       "The Quarnholt cooperative <script>window.__xss=2</script> reported a record harvest "
+       "this autumn. Quarnholt employs <img src=x onerror=\"window.__xss=3\"> 310 seasonal "
+       "pickers on its orchards.\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(real_embedder, tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("ui-corpus")
+    shutil.copy(SEED_ARTICLE, corpus)
+    settings = Settings(corpus=corpus, index=tmp_path_factory.mktemp("ui-index"),
+                        embed_backend="torch")
+    build_index(settings, embedder=real_embedder)
+    port = free_port()
+    app = launch(Library(settings, embedder=real_embedder), "127.0.0.1", port,
+                 prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}", Path(corpus)
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: run `apt-get install -y chromium` (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """One browser session on the chat, recording requests that leave the machine, dialogs
+    and page errors."""
+
+    def __init__(self, browser, url: str):
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        self.outside: list[str] = []
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", self._request)
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(url, wait_until="load")
+        self.page.wait_for_selector("#rag-question textarea")
+
+    def _request(self, request) -> None:
+        if urlsplit(request.url).hostname not in ("127.0.0.1", "localhost", None):
+            self.outside.append(request.url)
+
+    def bots(self):
+        return self.page.locator('[data-testid="bot"]')
+
+    def ask(self, question: str):
+        n = self.bots().count()
+        self.page.fill("#rag-question textarea", question)
+        self.page.press("#rag-question textarea", "Enter")
+        self.page.wait_for_function(
+            f"document.querySelectorAll('[data-testid=\"bot\"]').length > {n}", timeout=60_000)
+        self.page.wait_for_selector('button[data-testid="stop-button"]', state="hidden",
+                                    timeout=60_000)
+        # the final, verified answer replaces the streamed text
+        self.page.wait_for_function(
+            "(() => { const b = [...document.querySelectorAll('[data-testid=\"bot\"]')].pop();"
+            " return b && !b.innerText.trim().endsWith('…'); })()", timeout=60_000)
+        return self.bots().last
+
+    def upload(self, path: Path) -> str:
+        before = self.page.locator("#rag-upload-status").inner_text()
+        self.page.set_input_files("#rag-upload input[type=file]", str(path))
+        self.page.wait_for_function(
+            "(b) => { const t = document.querySelector('#rag-upload-status').innerText;"
+            " return t !== b && !/^[\\d.]+s/.test(t) && (t.includes('✓') || t.includes('✗')); }",
+            arg=before, timeout=120_000)
+        return self.page.locator("#rag-upload-status").inner_text()
+
+    def sources(self) -> str:
+        return self.page.locator("#rag-sources").inner_text()
+
+
+def test_cited_answer_with_highlighted_span(server, browser, tmp_path):
+    url, _ = server
+    ui = Page(browser, url)
+    bot = ui.ask(ALIBABA)
+    assert "$600 million" in bot.inner_text()
+    marker = bot.locator("a.rag-cite").first
+    assert marker.inner_text() == "[1]"
+    mark = ui.page.locator("#rag-sources .rag-source mark").first
+    assert "$600 million" in mark.inner_text()
+    assert "Alibaba led a group of investors" in mark.inner_text()
+    # the source shows the span inside its surrounding passage text
+    assert len(ui.page.locator("#rag-sources .rag-source").first.inner_text()) > \
+        len(mark.inner_text()) + 50
+    marker.click()
+    target = ui.page.evaluate("location.hash")
+    assert target.startswith("#rag-src-1-")
+    assert ui.page.locator(f"{target} mark").count() == 1
+    ui.page.screenshot(path=str(tmp_path / "chat.png"))
+    assert ui.outside == [] and ui.errors == []
+
+
+def test_abstention_follow_up_and_new_chat(server, browser):
+    url, _ = server
+    ui = Page(browser, url)
+    bot = ui.ask("What will the weather be in Lisbon tomorrow?")
+    assert bot.locator(".rag-abstain").count() == 1
+    assert "don't say" in bot.inner_text()
+    ui.ask(ALIBABA)
+    follow = ui.ask("How much did it raise in Series B funding?")
+    assert "$410 million" in follow.inner_text()
+    assert follow.locator(".rag-abstain").count() == 0
+    ui.page.click("#rag-new-chat")
+    ui.page.wait_for_function("document.querySelectorAll('[data-testid=\"bot\"]').length === 0")
+    assert "Series B" not in ui.sources()
+
+
+def test_sessions_do_not_share_history(server, browser):
+    url, _ = server
+    first, second = Page(browser, url), Page(browser, url)
+    first.ask(ALIBABA)
+    assert second.bots().count() == 0
+    assert "Alibaba" not in second.sources()
+    assert first.bots().count() == 1
+
+
+def test_uploaded_article_can_be_asked_about_at_once(server, browser, tmp_path):
+    url, corpus = server
+    ui = Page(browser, url)
+    path = tmp_path / "velmora ferry.md"
+    path.write_text(HARBOUR)
+    status = ui.upload(path)
+    assert "✓ added velmora ferry.md as velmora_ferry.md: 1 passage" in status
+    assert (corpus / "velmora_ferry.md").read_text() == HARBOUR
+    articles = len(list(corpus.iterdir()))
+    assert f"{articles} articles" in ui.page.locator("#rag-corpus-summary").inner_text()
+    assert "velmora_ferry.md" in ui.page.locator("#rag-corpus").inner_text()
+    bot = ui.ask("How much will the Velmora ferry terminal cost?")
+    assert "48 million euros" in bot.inner_text()
+    sources = ui.sources()
+    assert "Velmora approves ferry terminal" in sources and "2026-03-01" in sources
+    assert ui.page.locator('#rag-sources a[href="https://news.example.org/velmora-ferry"]').count()
+    assert "duplicate of velmora_ferry.md" in ui.upload(path)
+
+
+def test_script_payload_does_not_run(server, browser, tmp_path):
+    url, _ = server
+    ui = Page(browser, url)
+    path = tmp_path / "quarnholt.md"
+    path.write_text(XSS)
+    assert "✓ added quarnholt.md" in ui.upload(path)
+    bot = ui.ask("How many seasonal pickers does Quarnholt employ?")
+    assert "310 seasonal pickers" in bot.inner_text()
+    assert 'onerror="window.__xss=3"' in bot.inner_text()  # shown as text
+    sources = ui.sources()
+    assert "<script>window.__xss=2</script>" in sources
+    assert '<img src=x onerror="window.__xss=1">' in sources  # the title, as text
+    time.sleep(0.5)
+    assert ui.page.evaluate("window.__xss") is None
+    assert ui.page.locator("#rag-sources img, #rag-chat img, #rag-sources script").count() == 0
+    assert ui.dialogs == [] and ui.errors == []
+
+
+def test_too_large_upload_gets_a_message(server, browser, tmp_path, monkeypatch):
+    url, corpus = server
+    monkeypatch.setenv("RAG_MAX_UPLOAD_MB", "0.01")
+    ui = Page(browser, url)
+    path = tmp_path / "long.txt"
+    path.write_text("The long story continues. " * 800)
+    status = ui.upload(path)
+    assert "over the 0.0 MB upload limit" in status and "RAG_MAX_UPLOAD_MB" in status
+    assert not (corpus / "long.txt").exists()
+
+
+def test_api_endpoint_with_gradio_client(server):
+    from gradio_client import Client
+
+    url, _ = server
+    client = Client(url, verbose=False)
+    out = client.predict(ALIBABA, 3, "extractive", api_name="/ask")
+    assert out["abstained"] is False and "$600 million" in out["answer"]
+    c = out["citations"][0]
+    assert c["quote"] in c["text"] and "$600 million" in c["quote"]
+    assert c["n"] == 1 and c["title"].startswith("With $600M AI Investment")
+    assert set(out["timings"]) == {"retrieve_ms", "generate_ms", "total_ms"}
+    assert "empty" in client.predict("  ", 0, "", api_name="/ask")["error"]
+    # the chat endpoint (session state is not part of the API): question, shown chat, k, generator
+    box, shown, panel = client.predict(ALIBABA, [], 5, "extractive", api_name="/chat")
+    assert box == "" and "rag-cite" in shown[-1]["content"][0]["text"]
+    assert "<mark>Alibaba led a group" in panel
