@@ -440,6 +440,9 @@ def build_app(library: Library):
         clear.click(new_chat, None, outputs, api_visibility="private")
         chatbot.clear(new_chat, None, outputs, api_visibility="private")
         files.upload(upload, files, [files, status, summary, table], api_name="upload")
+        # a page opened after `rag index` ran elsewhere shows the corpus as it is now
+        app.load(lambda: (library.corpus_summary(), library.corpus_rows()), None,
+                 [summary, table], api_visibility="private")
         gr.api(ask_api, api_name="ask", concurrency_id="answer")
     return app
 

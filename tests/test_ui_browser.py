@@ -12,7 +12,10 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import SEED_ARTICLE
 
+from test_pipeline import ScriptedGenerator
+
 from rag import Settings, build_index
+from rag.pipeline import Pipeline
 from rag.ui import Library, launch
 
 pytestmark = pytest.mark.slow
@@ -32,6 +35,23 @@ XSS = ('---\ntitle: "Quarnholt <img src=x onerror=\\"window.__xss=1\\"> results"
        "pickers on its orchards.\n")
 
 
+STREAMED = ("Alibaba led a group of investors that poured $600 million into SenseTime [1]. "
+            "SenseTime is based on the Moon [1].")
+
+
+class SlowGenerator(ScriptedGenerator):
+    def stream(self, system, user, max_new_tokens=160):
+        for piece in super().stream(system, user, max_new_tokens):
+            time.sleep(0.05)
+            yield piece
+
+
+class BrokenGenerator(ScriptedGenerator):
+    def stream(self, system, user, max_new_tokens=160):
+        yield "Alibaba "
+        raise RuntimeError("the model ran out of memory")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,9 +65,14 @@ def server(real_embedder, tmp_path_factory):
     settings = Settings(corpus=corpus, index=tmp_path_factory.mktemp("ui-index"),
                         embed_backend="torch")
     build_index(settings, embedder=real_embedder)
+    library = Library(settings, embedder=real_embedder)
+    # two stand-in language models: one that streams a cited answer slowly, one that breaks
+    for name, generator in (("scripted", SlowGenerator(STREAMED)), ("broken", BrokenGenerator())):
+        library._pipelines[name] = Pipeline(library.index, name)
+        library._pipelines[name]._generator = generator
+    library.generators = lambda: ["extractive", "scripted", "broken"]
     port = free_port()
-    app = launch(Library(settings, embedder=real_embedder), "127.0.0.1", port,
-                 prevent_thread_lock=True, quiet=True)
+    app = launch(library, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}", Path(corpus)
     app.close()
 
@@ -222,3 +247,39 @@ def test_api_endpoint_with_gradio_client(server):
     box, shown, panel = client.predict(ALIBABA, [], 5, "extractive", api_name="/chat")
     assert box == "" and "rag-cite" in shown[-1]["content"][0]["text"]
     assert "<mark>Alibaba led a group" in panel
+
+
+def test_answer_streams_and_unsupported_sentences_are_dropped(server):
+    from gradio_client import Client
+
+    url, _ = server
+    job = Client(url, verbose=False).submit(ALIBABA, [], 5, "scripted", api_name="/chat")
+    updates = [shown[-1]["content"][0]["text"] for _, shown, _ in job]
+    final = job.result()[1][-1]["content"][0]["text"]
+    partial = [u for u in updates if "Alibaba" in u and "rag-cite" not in u]
+    assert len(partial) >= 5  # word by word, before the checked answer replaces them
+    assert "$600 million" in final and "rag-cite" in final
+    assert "Moon" not in final and "left out" in final
+
+
+def test_a_failing_model_shows_a_message_not_a_traceback(server, browser):
+    url, _ = server
+    ui = Page(browser, url)
+    ui.page.get_by_text("Settings", exact=True).click()  # the accordion
+    ui.page.click("#rag-generator input")
+    ui.page.get_by_role("option", name="broken").click()
+    bot = ui.ask(ALIBABA)
+    assert bot.locator(".rag-error").count() == 1
+    assert "Something went wrong" in bot.inner_text() and "Traceback" not in bot.inner_text()
+    assert "RuntimeError" in bot.inner_text()
+
+
+def test_example_questions_on_an_empty_chat(server, browser):
+    url, _ = server
+    ui = Page(browser, url)
+    example = ui.page.get_by_text("What does the article “With $600M AI Investment")
+    example.click()
+    ui.page.wait_for_selector('[data-testid="bot"] a.rag-cite', timeout=60_000)
+    asked = ui.page.locator('[data-testid="user"]').last.inner_text()
+    assert asked.startswith("What does the article “With $600M AI Investment")
+    assert ui.page.locator("#rag-sources mark").count() >= 1
