@@ -129,10 +129,10 @@ class _HFGenerator:
 
     def stream(self, system: str, user: str, max_new_tokens: int = 160) -> Iterator[str]:
         """Yield the answer's text in pieces as the model produces them."""
+        self.warm_up()  # first: it waits for a background load, which may be importing these
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        self.warm_up()
         inputs = self._encode(system, user, max_new_tokens)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True,
                                         skip_special_tokens=True)
@@ -342,6 +342,24 @@ def available_generators(configured: str | None = None) -> list[str]:
     if configured and configured not in names:
         names.append(configured)
     return names
+
+
+def preload(name: str) -> Generator | None:
+    """The generator called ``name``, its model loading in a background thread (None for
+    ``extractive``): the chat page starts loading a model when the user picks it, not at their
+    next question. A load error is raised again on first use."""
+    if name == "extractive":
+        return None
+    generator = load_generator(name)
+
+    def work():
+        try:
+            generator.warm_up()
+        except Exception:  # noqa: BLE001  (raised again when the pipeline first uses it)
+            log.debug("background load of %s failed", name, exc_info=True)
+
+    threading.Thread(target=work, name=f"load-{name}", daemon=True).start()
+    return generator
 
 
 def load_generator(name: str) -> Generator:

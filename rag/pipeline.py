@@ -35,9 +35,9 @@ ABSTAIN_THRESHOLD = 0.389
 #: cost ~210 ms p50 per question; the top 3 hold the evidence for most gold questions (hit@3).
 SENTENCE_HITS = 3
 SENTENCE_CACHE = 4096
-#: What a language model is given and may write: the best sentences of each passage, and short
-#: answers (one or two sentences).
-PROMPT_SENTENCES = 3
+#: What a language model is given and may write: the best sentences of the best passages, and a
+#: short answer (one paragraph, up to MAX_NEW_TOKENS).
+PROMPT_SENTENCES = 9
 MAX_NEW_TOKENS = 80
 
 SYSTEM_PROMPT = (
@@ -80,10 +80,13 @@ class Pipeline:
     """An index, an embedder for checking, and a generator backend."""
 
     def __init__(self, index: Index, generator: str = "extractive", verifier: Verifier | None = None,
-                 abstain_threshold: float = ABSTAIN_THRESHOLD, k: int | None = None):
+                 abstain_threshold: float = ABSTAIN_THRESHOLD, k: int | None = None,
+                 model=None):
+        """``model``: the generator object for ``generator`` when it was made already (see
+        :func:`rag.generate.preload`); otherwise it is made on first use."""
         self.index = index
         self.generator_name = generator
-        self._generator = None
+        self._generator = model
         self.verifier = verifier or Verifier(index.embedder)
         self.abstain_threshold = abstain_threshold
         self.k = k or index.settings.k
@@ -93,7 +96,7 @@ class Pipeline:
     @classmethod
     def open(cls, folder=None, generator: str | None = None, **settings) -> Pipeline:
         s = Settings.from_env(**settings)
-        return cls(Index(folder or s.index, s), generator or s.generator)
+        return cls(Index(folder or s.index, s), generator or s.generator, k=s.k)
 
     @property
     def generator(self):
@@ -210,6 +213,13 @@ class Pipeline:
         raw = []
         prompt = self.prompt(question, hits, history, scored)
         for piece in self.generator.stream(SYSTEM_PROMPT, prompt, max_new_tokens=MAX_NEW_TOKENS):
+            head, newline, _ = piece.partition("\n")
+            if newline and "".join(raw + [head]).strip():
+                # the answer is one paragraph: what follows its end is not read, nor generated
+                # (leaving the loop stops the model)
+                raw.append(head)
+                yield head
+                break
             raw.append(piece)
             yield piece
         generated = "".join(raw).strip()
@@ -243,15 +253,14 @@ class Pipeline:
                scored: list[Scored] | None = None) -> str:
         """Numbered passages, the conversation, the question.
 
-        With ``scored``, each of the best ``SENTENCE_HITS`` passages is cut to its
-        ``PROMPT_SENTENCES`` best sentences (in article order): a small model reads a few
-        hundred tokens instead of a thousand, which is most of its latency. Instruction-like
-        sentences never reach the model.
+        With ``scored``, the passages are cut to the ``PROMPT_SENTENCES`` best sentences of the
+        best ``SENTENCE_HITS`` passages (each passage's in article order, under its own number):
+        a small model reads a few hundred tokens instead of a thousand, and its reading time is
+        most of its latency. Instruction-like sentences never reach the model.
         """
         keep: dict[int, list[Scored]] = {}
-        for sc in scored or ():
-            if len(keep.setdefault(sc.hit_index, [])) < PROMPT_SENTENCES:
-                keep[sc.hit_index].append(sc)
+        for sc in (scored or ())[:PROMPT_SENTENCES]:
+            keep.setdefault(sc.hit_index, []).append(sc)
         blocks = []
         for i, h in enumerate(hits, 1):
             if scored is not None:

@@ -199,6 +199,7 @@ class Library:
         self.settings = settings or Settings.from_env()
         self.index = Index(self.settings.index, self.settings, embedder=embedder)
         self._pipelines: dict[str, Pipeline] = {}
+        self._pipelines_lock = threading.Lock()
         self._lock = threading.Lock()  # one corpus change at a time
 
     @property
@@ -212,9 +213,12 @@ class Library:
 
     def pipeline(self, generator: str | None = None) -> Pipeline:
         name = generator or self.settings.generator
-        with self._lock:
+        with self._pipelines_lock:
             if name not in self._pipelines:
-                self._pipelines[name] = Pipeline(self.index, name, k=self.settings.k)
+                from .generate import preload
+
+                self._pipelines[name] = Pipeline(self.index, name, k=self.settings.k,
+                                                 model=preload(name))
             return self._pipelines[name]
 
     def stream(self, question: str, history: Sequence[dict] = (), k: int | None = None,
@@ -280,7 +284,8 @@ class Library:
         return lines
 
     def _update(self) -> IndexReport:
-        return IndexWriter(self.settings, embedder=self.index.embedder).update()
+        # the index's own settings: the embedding backend and store it was built with
+        return IndexWriter(self.index.settings, embedder=self.index.embedder).update()
 
     def _refused(self, report: IndexReport, saved: dict[str, str]) -> dict[str, str]:
         refused = {}
@@ -361,6 +366,13 @@ def build_app(library: Library):
         sources = [render_sources(answer, turn)] + sources
         yield "", shown, history, sources, "".join(sources)
 
+    def choose_generator(name):
+        # start loading the model now, not at the first question
+        try:
+            library.pipeline(name)
+        except RagError as e:
+            gr.Warning(str(e))
+
     def new_chat():
         return [], [], [], "", ""
 
@@ -438,6 +450,7 @@ def build_app(library: Library):
         chatbot.example_select(pick_example, None, box).then(
             chat, ask_inputs, outputs, api_visibility="private", concurrency_id="answer")
         clear.click(new_chat, None, outputs, api_visibility="private")
+        generator.change(choose_generator, generator, None, api_visibility="private")
         chatbot.clear(new_chat, None, outputs, api_visibility="private")
         files.upload(upload, files, [files, status, summary, table], api_name="upload")
         # a page opened after `rag index` ran elsewhere shows the corpus as it is now

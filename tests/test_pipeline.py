@@ -183,6 +183,17 @@ def test_stream_yields_pieces_then_answer(seed):
     assert isinstance(pieces[-1], Answer)
 
 
+@pytest.mark.slow
+def test_answer_ends_with_its_first_paragraph(seed):
+    generator = ScriptedGenerator("Alibaba led a group that invested $600 million [1].\n\nQuestion: "
+                                  "what else? Answer: SenseTime is bankrupt [1].")
+    pieces = list(pipeline_with(seed, generator).stream(ALIBABA))
+    answer = pieces[-1]
+    assert "".join(pieces[:-1]).strip().endswith("[1].")
+    assert "bankrupt" not in answer.text and not answer.dropped
+    assert "$600 million" in answer.text
+
+
 def test_bad_questions(seed):
     p = Pipeline(seed, "extractive")
     with pytest.raises(QueryError):
