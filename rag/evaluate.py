@@ -26,6 +26,7 @@ from pathlib import Path
 from .config import cache_dir
 from .errors import RagError
 from .index import bm25_tokens, english_stemmer
+from .pipeline import retrieval_query
 
 KINDS = ("fact", "number", "date", "who", "why/how", "multi-sentence", "paraphrase",
          "follow-up", "unanswerable")
@@ -70,13 +71,6 @@ def load_gold(path: str | Path) -> list[GoldItem]:
             raise RagError(f"{path}:{n}: unknown kind {item.kind!r}; use one of {', '.join(KINDS)}")
         items.append(item)
     return items
-
-
-def retrieval_query(question: str, history=()) -> str:
-    """The text to retrieve with: a follow-up question carries the user's previous question,
-    so "Who led that round?" still finds the round."""
-    previous = [t["content"] for t in history if t.get("role") == "user"]
-    return f"{previous[-1]} {question}" if previous else question
 
 
 def evidence_spans(index, item: GoldItem) -> list[tuple[str, int, int]]:

@@ -56,10 +56,14 @@ _FOLLOW_UP = re.compile(
 
 
 def retrieval_query(question: str, history: Sequence[dict] = ()) -> str:
-    """The text to retrieve with. A follow-up ("Who runs it?", "How much was the earlier
-    round?") carries the user's previous question, which names what "it" is."""
+    """The text to retrieve with. A follow-up carries the user's previous question, which names
+    what it is about. A question is taken as a follow-up when it points back ("Who runs it?",
+    "How much was the earlier round?"), is four words or fewer, or names nothing of its own: no
+    name, year or figure ("How did the case end?")."""
     previous = [t.get("content", "") for t in history if t.get("role") == "user"]
-    if previous and (_FOLLOW_UP.search(question) or len(question.split()) <= 4):
+    if previous and (_FOLLOW_UP.search(question) or len(question.split()) <= 4
+                     or not any(kind in ("name", "year", "number")
+                                for kind, _, _ in anchors(question))):
         return f"{previous[-1]} {question}"
     return question
 

@@ -8,7 +8,8 @@ import pytest
 from conftest import NEWSBENCH, REPO, SEED_CORPUS
 
 from rag.errors import RagError
-from rag.evaluate import KINDS, load_gold, retrieval_query
+from rag.evaluate import KINDS, load_gold
+from rag.pipeline import retrieval_query
 from rag.load import load_corpus
 
 SEED_GOLD = REPO / "eval" / "gold.jsonl"
