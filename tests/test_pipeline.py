@@ -156,6 +156,10 @@ def test_follow_up_query_carries_the_previous_question():
     assert retrieval_query("What does Suning sell to shoppers in China?", history) == \
         "What does Suning sell to shoppers in China?"
     assert retrieval_query("Who runs it?") == "Who runs it?"
+    # nothing of its own to retrieve by: no name, year or figure
+    assert retrieval_query("How did the case end?", history).startswith("Which company led")
+    assert retrieval_query("What happened in 2019 to the shares?", history) == \
+        "What happened in 2019 to the shares?"
 
 
 @pytest.mark.slow
