@@ -39,7 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"Serving the chat on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    launch(library, args.host, args.port)
+    try:
+        launch(library, args.host, args.port)
+    except OSError as e:
+        print(f"error: cannot serve on {args.host}:{args.port} ({str(e).splitlines()[0]}); "
+              "pass --port N (or set RAG_PORT) for a free port", file=sys.stderr)
+        return 1
     return 0
 
 

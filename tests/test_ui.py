@@ -134,6 +134,22 @@ def test_upload_is_indexed_and_answerable(library, tmp_path):
     assert not answer.abstained and answer.citations[0].title == "Bridge"
 
 
+def test_html_and_jsonl_uploads(library, tmp_path):
+    page = ("<html><head><title>Tram line opens</title></head><body><nav>Home | News</nav>"
+            "<article><h1>Tram line opens</h1><p>The new tram line in Lund opened on Monday "
+            "after four years of construction work, the city said.</p><p>It links the station "
+            "with the university hospital and the science park in twelve minutes.</p></article>"
+            "</body></html>")
+    lines = '{"title": "Bridge", "text": "The Kestrel bridge reopened."}\n' \
+            '{"title": "Port", "text": "The port of Velmora handled a record 2 million tonnes."}\n'
+    out = add(library, upload(tmp_path, "tram.html", page), upload(tmp_path, "wire.jsonl", lines))
+    assert out == ["✓ added tram.html: 1 passage", "✓ added wire.jsonl: 2 passages"]
+    titles = {row[0] for row in library.corpus_rows()}
+    assert {"Tram line opens", "Bridge", "Port"} <= titles
+    assert library.pipeline().ask("When did the tram line in Lund open?").citations[0].title \
+        == "Tram line opens"
+
+
 def test_same_name_does_not_overwrite(library, tmp_path):
     lines = add(library, upload(tmp_path, "ferry.txt", "A different story about trams in Lund."))
     assert lines == ["✓ added ferry.txt as ferry-2.txt: 1 passage"]
