@@ -21,7 +21,7 @@ from rag.ui import DEFAULT_HOST, DEFAULT_PORT, Library, launch
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("RAG_HOST") or DEFAULT_HOST)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT") or DEFAULT_PORT))
+    parser.add_argument("--port", type=int, default=os.environ.get("RAG_PORT") or DEFAULT_PORT)
     parser.add_argument("--corpus", help="articles folder (default corpus/ or RAG_CORPUS)")
     parser.add_argument("--index", help="index folder (default index/ or RAG_INDEX)")
     parser.add_argument("--generator", help="answer generator (default extractive or RAG_GENERATOR)")

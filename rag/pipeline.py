@@ -48,6 +48,7 @@ SYSTEM_PROMPT = (
     f"{ABSTAIN_TEXT}"
 )
 
+_PARAGRAPH_END = re.compile(r"\S[^\n]*\n")
 _FOLLOW_UP = re.compile(
     r"\b(it|its|it's|he|she|they|them|his|her|hers|their|theirs|that|this|those|these|there|"
     r"then|earlier|previous|former|latter|same|the company|the firm|the round|the deal)\b",
@@ -55,17 +56,30 @@ _FOLLOW_UP = re.compile(
 )
 
 
+def _names_something(question: str) -> bool:
+    """Whether ``question`` names a name, year or figure of its own. An all-lowercase question
+    is given the benefit of the doubt: its names cannot be told from other words."""
+    return question == question.lower() or any(
+        kind in ("name", "year", "number") for kind, _, _ in anchors(question))
+
+
 def retrieval_query(question: str, history: Sequence[dict] = ()) -> str:
-    """The text to retrieve with. A follow-up carries the user's previous question, which names
-    what it is about. A question is taken as a follow-up when it points back ("Who runs it?",
-    "How much was the earlier round?"), is four words or fewer, or names nothing of its own: no
-    name, year or figure ("How did the case end?")."""
+    """The text to retrieve with. A follow-up carries the user's earlier questions that say
+    what it is about: the latest one, and before it the latest that names something of its own
+    (so a chain "Which company did Corvane sue?", "How did the case end?", "Who was the
+    judge?" keeps Corvane). A question is taken as a follow-up when it points back ("Who runs
+    it?", "How much was the earlier round?"), is four words or fewer, or names no name, year or
+    figure of its own ("How did the case end?")."""
     previous = [t.get("content", "") for t in history if t.get("role") == "user"]
-    if previous and (_FOLLOW_UP.search(question) or len(question.split()) <= 4
-                     or not any(kind in ("name", "year", "number")
-                                for kind, _, _ in anchors(question))):
-        return f"{previous[-1]} {question}"
-    return question
+    if not previous or not (_FOLLOW_UP.search(question) or len(question.split()) <= 4
+                            or not _names_something(question)):
+        return question
+    context = [previous[-1]]
+    if not _names_something(previous[-1]) or _FOLLOW_UP.search(previous[-1]):
+        named = next((q for q in reversed(previous[:-1]) if _names_something(q)), None)
+        if named:
+            context.insert(0, named)
+    return " ".join(context + [question])
 
 
 @dataclass(frozen=True)
@@ -214,19 +228,24 @@ class Pipeline:
             yield finish(text, citations)
             return
 
-        raw = []
+        raw = ""
         prompt = self.prompt(question, hits, history, scored)
-        for piece in self.generator.stream(SYSTEM_PROMPT, prompt, max_new_tokens=MAX_NEW_TOKENS):
-            head, newline, _ = piece.partition("\n")
-            if newline and "".join(raw + [head]).strip():
-                # the answer is one paragraph: what follows its end is not read, nor generated
-                # (leaving the loop stops the model)
-                raw.append(head)
-                yield head
-                break
-            raw.append(piece)
-            yield piece
-        generated = "".join(raw).strip()
+        pieces = self.generator.stream(SYSTEM_PROMPT, prompt, max_new_tokens=MAX_NEW_TOKENS)
+        try:
+            for piece in pieces:
+                # the answer is one paragraph: what follows its end is neither read nor generated
+                end = _PARAGRAPH_END.search(raw + piece)
+                if end:
+                    piece = (raw + piece)[len(raw):end.end() - 1]
+                raw += piece
+                if piece:
+                    yield piece
+                if end:
+                    break
+        finally:
+            if close := getattr(pieces, "close", None):
+                close()  # stops the model
+        generated = raw.strip()
         if not generated or generated.lower().startswith(ABSTAIN_TEXT.lower().rstrip(".")):
             yield finish(ABSTAIN_TEXT, abstained=True)
             return

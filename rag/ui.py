@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from .config import Settings
 from .errors import CorpusError, RagError
-from .index import IndexReport, IndexWriter
+from .index import IndexReport, IndexWriter, read_manifest
 from .load import SUFFIXES
 from .pipeline import Pipeline
 from .retrieve import Index
@@ -43,14 +43,16 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 #: Uploads larger than this are refused with a message (RAG_MAX_UPLOAD_MB overrides it).
 MAX_UPLOAD_MB = 5.0
-MAX_NAME_CHARS = 80
+MAX_NAME_BYTES = 120  # of the stem, in UTF-8: well under the usual 255-byte limit
 MAX_K = 20
 EXAMPLES = 3
 
 _MARKER = re.compile(r"\[(\d+)\]")
 _UNSAFE_NAME = re.compile(r"[^\w.-]+")
-#: Markdown and LaTeX punctuation, backslash-escaped so article text renders as plain text.
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~$-])")
+#: Every ASCII punctuation mark but & < > (which become HTML entities), backslash-escaped so
+#: text renders as written: no emphasis, lists or headings, and no web address or e-mail
+#: address turned into a live link (`https\://`, `www\.` do not match the autolink rules).
+_MD_SPECIAL = re.compile(r"([!-%'-/:-;=?-@\[-`{-~])")
 
 #: System fonts: the default theme fetches its fonts from Google, and the page must work offline.
 THEME = gr.themes.Default(font=["system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
@@ -108,7 +110,8 @@ def render_answer(answer: Answer, turn: int) -> str:
 
 
 def render_error(message: str) -> str:
-    return f'<div class="rag-error">{html.escape(message)}</div>'
+    # one line: a blank line would end the HTML block and let the rest render as Markdown
+    return f'<div class="rag-error">{html.escape(" ".join(message.split()))}</div>'
 
 
 def _safe_url(url: str) -> str:
@@ -158,19 +161,40 @@ def safe_name(name: str) -> str:
     if not dot or f".{suffix.lower()}" not in SUFFIXES:
         raise CorpusError(f"{name}: cannot read this type of file; upload "
                           f"{', '.join(SUFFIXES)} files")
-    stem = _UNSAFE_NAME.sub("_", stem).strip("._-")[:MAX_NAME_CHARS] or "article"
+    stem = _UNSAFE_NAME.sub("_", stem).strip("._-")
+    stem = stem.encode()[:MAX_NAME_BYTES].decode("utf-8", "ignore") or "article"
     return f"{stem}.{suffix.lower()}"
 
 
 def unique_path(folder: Path, name: str) -> Path:
-    """``folder / name``, or ``stem-2.ext``, ``stem-3.ext``... when that file exists."""
+    """``folder / name``, or ``stem-2.ext``, ``stem-3.ext``... when that name is taken (by a
+    file or by any link, even a broken one)."""
     path = folder / name
     stem, suffix = path.stem, path.suffix
     n = 2
-    while path.exists():
+    while os.path.lexists(path):
         path = folder / f"{stem}-{n}{suffix}"
         n += 1
     return path
+
+
+def save_new(source: str | Path, folder: Path, name: str) -> Path:
+    """Copy ``source`` into ``folder`` under ``name`` or the next free variant of it, creating
+    the file exclusively (never through a link, never over a file another process just made);
+    a copy that fails part-way is removed."""
+    while True:
+        dest = unique_path(folder, name)
+        try:
+            out = open(dest, "xb")
+        except FileExistsError:
+            continue
+        try:
+            with out, open(source, "rb") as src:
+                shutil.copyfileobj(src, out)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+        return dest
 
 
 def max_upload_bytes() -> int:
@@ -182,8 +206,12 @@ def max_upload_bytes() -> int:
     return int(mb * 1024 * 1024)
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1024 / 1024:.1f} MB"
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB" if n >= 1024 * 1024 else f"{max(1, round(n / 1024))} KB"
 
 
 # -- the service behind the page ----------------------------------------------------------------
@@ -200,6 +228,7 @@ class Library:
         self.index = Index(self.settings.index, self.settings, embedder=embedder)
         self._pipelines: dict[str, Pipeline] = {}
         self._pipelines_lock = threading.Lock()
+        self._generators: list[str] | None = None
         self._lock = threading.Lock()  # one corpus change at a time
 
     @property
@@ -207,12 +236,18 @@ class Library:
         return Path(self.settings.corpus)
 
     def generators(self) -> list[str]:
-        from .generate import available_generators
+        """The generators that can run here (checked once): the settings list, the API's limit."""
+        if self._generators is None:
+            from .generate import available_generators
 
-        return available_generators(self.settings.generator)
+            self._generators = available_generators(self.settings.generator)
+        return self._generators
 
     def pipeline(self, generator: str | None = None) -> Pipeline:
         name = generator or self.settings.generator
+        if name not in self.generators():
+            raise RagError(f"unknown generator {name!r}; choose one of: "
+                           f"{', '.join(self.generators())}")
         with self._pipelines_lock:
             if name not in self._pipelines:
                 from .generate import preload
@@ -223,22 +258,25 @@ class Library:
 
     def stream(self, question: str, history: Sequence[dict] = (), k: int | None = None,
                generator: str | None = None) -> Iterator[str | Answer]:
-        """As :meth:`Pipeline.stream`, with ``k`` passages and the ``generator`` chosen."""
+        """As :meth:`Pipeline.stream`, with ``k`` passages (clamped to 1..MAX_K; 0 or None:
+        the default) and the ``generator`` chosen among :meth:`generators`."""
         pipeline = self.pipeline(generator)
         self.index.reload()  # pick up articles added by another session or `rag index`
-        if k:
-            k = max(1, min(MAX_K, int(k)))
+        k = max(1, min(MAX_K, int(k))) if k else None
         return pipeline.stream(question, history, k=k)
 
     def add_files(self, paths: Sequence[str | Path], names: Sequence[str] | None = None) -> list[str]:
         """Save uploaded files into the corpus and index them; one line per file saying what
         happened. ``names`` are the names the user gave (default: the paths' names).
 
-        A file is refused (and not kept) when it is too large, of an unknown type, a duplicate
-        of an indexed article, or unreadable. The index is updated once for all files, and
-        nothing already indexed is lost if that fails.
+        A file is refused (and not kept) when it is too large, of an unknown type, unreadable,
+        or when every article in it duplicates one already indexed; duplicate items of a JSON
+        file that adds something new are left out and counted. The index is updated once for
+        all files, and nothing already indexed is lost if that fails.
         """
-        names = list(names or [Path(p).name for p in paths])
+        names = list(names) if names is not None else [Path(p).name for p in paths]
+        if len(names) != len(paths):
+            raise ValueError("give one name per uploaded file")
         limit = max_upload_bytes()
         lines: list[str] = []
         saved: dict[str, str] = {}  # corpus-relative path -> the name the user gave
@@ -249,11 +287,10 @@ class Library:
                     size = Path(path).stat().st_size
                     if size > limit:
                         raise CorpusError(
-                            f"{name} is {_mb(size)}, over the {_mb(limit)} upload limit; split "
-                            "it, or start the app with a larger RAG_MAX_UPLOAD_MB"
+                            f"{name} is {_size(size)}, over the {_size(limit)} upload limit; "
+                            "split it, or start the app with a larger RAG_MAX_UPLOAD_MB"
                         )
-                    dest = unique_path(self.corpus, safe_name(name))
-                    shutil.copyfile(path, dest)
+                    dest = save_new(path, self.corpus, safe_name(name))
                 except (RagError, OSError) as e:
                     lines.append(f"✗ {e}" if isinstance(e, RagError) else f"✗ {name}: {e}")
                     continue
@@ -266,41 +303,46 @@ class Library:
                 for rel in saved:
                     (self.corpus / rel).unlink(missing_ok=True)
                 log.exception("indexing uploads failed")
-                first = str(e).splitlines()[0] if str(e) else type(e).__name__
-                return lines + [f"✗ could not index {', '.join(saved.values())}: {first}"]
-            refused = self._refused(report, saved)
-            for rel, why in refused.items():
-                (self.corpus / rel).unlink(missing_ok=True)
-                lines.append(f"✗ {saved[rel]}: {why}")
-            if refused:
-                self._update()  # forget the refused files' entries
-            self.index.reload()
-            by_path = self._passages_by_path()
+                return lines + [f"✗ could not index {', '.join(saved.values())}: {_first_line(e)}"]
+            passages = self._passages_by_path()
+            duplicates: dict[str, list[str]] = {}
+            for d in report.duplicates:
+                if d["path"] in saved:
+                    duplicates.setdefault(d["path"], []).append(
+                        saved.get(d["duplicate_of"], d["duplicate_of"]))
+            skipped = {x["path"]: x["reason"] for x in report.skipped if x["path"] in saved}
+            refused = []
             for rel, name in saved.items():
-                if rel not in refused:
-                    n = by_path.get(rel, 0)
-                    shown = f"{name} as {rel}" if rel != name else name
-                    lines.append(f"✓ added {shown}: {n} passage{'s' * (n != 1)}")
+                shown = f"{name} as {rel}" if rel != name else name
+                if rel in skipped or rel not in passages:
+                    why = (f"not added: {skipped[rel]}" if rel in skipped else
+                           f"duplicate of {', '.join(dict.fromkeys(duplicates.get(rel, ['an indexed article'])))}"
+                           ", not added")
+                    lines.append(f"✗ {name}: {why}")
+                    refused.append(rel)
+                    continue
+                n = passages[rel]
+                left_out = len(duplicates.get(rel, ()))
+                extra = f" ({left_out} duplicate item{'s' * (left_out != 1)} left out)" if left_out else ""
+                lines.append(f"✓ added {shown}: {n} passage{'s' * (n != 1)}{extra}")
+            for rel in refused:
+                (self.corpus / rel).unlink(missing_ok=True)
+            if refused:
+                try:
+                    self._update()  # forget the refused files' entries
+                except Exception:  # the accepted files are indexed already
+                    log.exception("updating the index after refusing uploads failed")
+            self.index.reload()
         return lines
 
     def _update(self) -> IndexReport:
         # the index's own settings: the embedding backend and store it was built with
         return IndexWriter(self.index.settings, embedder=self.index.embedder).update()
 
-    def _refused(self, report: IndexReport, saved: dict[str, str]) -> dict[str, str]:
-        refused = {}
-        for d in report.duplicates:
-            if d["path"] in saved:
-                original = saved.get(d["duplicate_of"], d["duplicate_of"])
-                refused[d["path"]] = f"duplicate of {original}, not added"
-        for s in report.skipped:
-            if s["path"] in saved:
-                refused[s["path"]] = f"not added: {s['reason']}"
-        return refused
-
     def _passages_by_path(self) -> dict[str, int]:
+        """Indexed passages per corpus file, from the index folder's current manifest."""
         counts: dict[str, int] = {}
-        for a in self.index.manifest.get("articles", {}).values():
+        for a in (read_manifest(Path(self.settings.index)) or {}).get("articles", {}).values():
             counts[a["path"]] = counts.get(a["path"], 0) + a["chunks"]
         return counts
 
@@ -350,6 +392,8 @@ def build_app(library: Library):
                     partial += piece
                     yield (gr.skip(), shown + [_message("assistant", md_text(partial))],
                            gr.skip(), gr.skip(), gr.skip())
+            turn = len(history) // 2 + 1
+            reply, cited = render_answer(answer, turn), render_sources(answer, turn)
         except RagError as e:
             yield "", shown + [_message("assistant", render_error(str(e)))], history, sources, \
                 "".join(sources)
@@ -360,10 +404,9 @@ def build_app(library: Library):
             yield "", shown + [_message("assistant", render_error(text))], history, sources, \
                 "".join(sources)
             return
-        turn = len(history) // 2 + 1
-        shown.append(_message("assistant", render_answer(answer, turn)))
+        shown.append(_message("assistant", reply))
         history += [_message("user", question), _message("assistant", answer.text)]
-        sources = [render_sources(answer, turn)] + sources
+        sources = [cited] + sources
         yield "", shown, history, sources, "".join(sources)
 
     def choose_generator(name):
@@ -371,7 +414,7 @@ def build_app(library: Library):
         try:
             library.pipeline(name)
         except RagError as e:
-            gr.Warning(str(e))
+            gr.Warning(html.escape(str(e)))
 
     def new_chat():
         return [], [], [], "", ""
@@ -387,7 +430,7 @@ def build_app(library: Library):
             lines = library.add_files(paths)
         except Exception as e:
             log.exception("upload failed")
-            lines = [f"✗ upload failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"]
+            lines = [f"✗ upload failed: {_first_line(e)}"]
         status = "\n".join(f"- {md_text(line)}" for line in lines)
         return (None, status, library.corpus_summary(), library.corpus_rows())
 
@@ -436,7 +479,7 @@ def build_app(library: Library):
         with gr.Accordion("Articles", open=True):
             summary = gr.Markdown(library.corpus_summary(), elem_id="rag-corpus-summary")
             files = gr.File(label=f"Add articles ({', '.join(SUFFIXES)}; up to "
-                            f"{_mb(max_upload_bytes())} each)",
+                            f"{_size(max_upload_bytes())} each)",
                             file_count="multiple", file_types=list(SUFFIXES), elem_id="rag-upload")
             status = gr.Markdown(elem_id="rag-upload-status")
             table = gr.Dataframe(library.corpus_rows(), headers=["title", "date", "file", "passages"],

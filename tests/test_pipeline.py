@@ -39,11 +39,15 @@ class ScriptedGenerator:
 
     def stream(self, system: str, user: str, max_new_tokens: int = 160) -> Iterator[str]:
         self.prompts.append(user)
+        self.closed = False
         text = self.text
         if self.obey and "answer that " in user:
             text = user.split("answer that ", 1)[1].split(".")[0] + " [1]."
-        for word in text.split(" "):
-            yield word + " "
+        try:
+            for word in text.split(" "):
+                yield word + " "
+        finally:
+            self.closed = True
 
     def generate(self, system: str, user: str, max_new_tokens: int = 160) -> str:
         return "".join(self.stream(system, user, max_new_tokens))
@@ -160,6 +164,16 @@ def test_follow_up_query_carries_the_previous_question():
     assert retrieval_query("How did the case end?", history).startswith("Which company led")
     assert retrieval_query("What happened in 2019 to the shares?", history) == \
         "What happened in 2019 to the shares?"
+    # all lowercase: names cannot be told apart, so only the pointing-back rules apply
+    assert retrieval_query("what does suning sell to shoppers in china?", history) == \
+        "what does suning sell to shoppers in china?"
+    # a chain keeps the last question that named its subject
+    chain = [{"role": "user", "content": "Which company did Corvane Systems sue in 2022?"},
+             {"role": "assistant", "content": "Harbor Robotics [1]."},
+             {"role": "user", "content": "How did the case end?"},
+             {"role": "assistant", "content": "Harbor won [1]."}]
+    assert retrieval_query("Who was the judge?", chain) == \
+        "Which company did Corvane Systems sue in 2022? How did the case end? Who was the judge?"
 
 
 @pytest.mark.slow
@@ -196,6 +210,18 @@ def test_answer_ends_with_its_first_paragraph(seed):
     assert "".join(pieces[:-1]).strip().endswith("[1].")
     assert "bankrupt" not in answer.text and not answer.dropped
     assert "$600 million" in answer.text
+    assert generator.closed  # the model was told to stop
+
+
+@pytest.mark.slow
+def test_paragraph_end_inside_one_piece(seed):
+    class OnePiece(ScriptedGenerator):
+        def stream(self, system, user, max_new_tokens=160):
+            yield "\nAlibaba led a group that invested $600 million [1].\nSenseTime is bankrupt [1]."
+
+    pieces = list(pipeline_with(seed, OnePiece()).stream(ALIBABA))
+    assert "bankrupt" not in "".join(pieces[:-1]) and "bankrupt" not in pieces[-1].text
+    assert "$600 million" in pieces[-1].text
 
 
 def test_bad_questions(seed):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 
 import pytest
 from conftest import FakeEmbedder, fake_settings
 
 from rag import build_index
-from rag.errors import CorpusError
+from rag.errors import CorpusError, RagError
 from rag.types import Answer, Citation
 from rag.ui import Library, md_text, render_answer, render_sources, safe_name, unique_path
 
@@ -35,6 +36,17 @@ def test_md_text_leaves_no_markup():
     out = md_text(PAYLOAD + " **bold** [x](javascript:alert(3)) $x$")
     assert "<" not in out and ">" not in out
     assert "**" not in out and "](" not in out and "$x$" not in out
+
+
+def test_md_text_turns_no_address_into_a_link():
+    import markdown_it  # CommonMark; the page's own autolinking is checked in the browser tests
+
+    text = "See https://evil.example/login or www.evil.example, mail a@evil.example.\n1986. A list?"
+    out = md_text(text)
+    assert "https\\:" in out and "www\\." in out and "a\\@evil" in out and "1986\\." in out
+    rendered = markdown_it.MarkdownIt("commonmark").render(out)
+    assert "<a" not in rendered and "<ol" not in rendered
+    assert html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip() == text
 
 
 def test_answer_markers_link_to_their_sources_and_text_is_escaped():
@@ -75,6 +87,8 @@ def test_sources_link_only_http_urls(url):
 
 @pytest.mark.parametrize(("given", "expected"), [
     ("../../etc/passwd.txt", "passwd.txt"),
+    ("\U00020000" * 80 + ".txt", "\U00020000" * 30 + ".txt"),  # 120 bytes of a 4-byte character
+    ("．．／．．／x.txt", "x.txt"),
     ("..\\..\\windows\\evil.md", "evil.md"),
     ("My Story <2026>.HTML", "My_Story_2026.html"),
     (".hidden.json", "hidden.json"),
@@ -169,7 +183,7 @@ def test_duplicate_is_reported_and_not_kept(library, tmp_path):
 def test_duplicates_within_one_upload(library, tmp_path):
     lines = add(library, upload(tmp_path, "one.txt", "Trams return to Lund."),
                 upload(tmp_path, "two.txt", "Trams return to Lund."))
-    assert lines == ["✗ two.txt: duplicate of one.txt, not added", "✓ added one.txt: 1 passage"]
+    assert lines == ["✓ added one.txt: 1 passage", "✗ two.txt: duplicate of one.txt, not added"]
 
 
 def test_too_large_and_bad_files_are_refused(library, tmp_path, monkeypatch):
@@ -178,7 +192,7 @@ def test_too_large_and_bad_files_are_refused(library, tmp_path, monkeypatch):
                 upload(tmp_path, "x.exe", "MZ"),
                 upload(tmp_path, "empty.txt", ""),
                 upload(tmp_path, "ok.txt", "Trams return to Lund."))
-    assert lines[0].startswith("✗ big.txt is 0.0 MB, over the 0.0 MB upload limit")
+    assert lines[0].startswith("✗ big.txt is 2 KB, over the 1 KB upload limit")
     assert "RAG_MAX_UPLOAD_MB" in lines[0]
     assert lines[1].startswith("✗ x.exe: cannot read this type of file")
     assert lines[2].startswith("✗ empty.txt: not added:")
@@ -196,12 +210,63 @@ def test_failed_indexing_keeps_the_index_and_removes_the_upload(library, tmp_pat
     assert library.pipeline().ask("How much will the ferry terminal cost?").citations
 
 
-def test_k_and_generator_per_question(library):
-    answer = None
-    for piece in library.stream("ferry terminal cost", k=1):
-        answer = piece
-    assert len(answer.hits) == 1
+@pytest.mark.parametrize(("k", "hits"), [(1, 1), (2.7, 2), (-3, 1), (0, 1), (None, 1)])
+def test_k_is_clamped(library, tmp_path, k, hits):
+    add(library, upload(tmp_path, "b.txt", "Trams return to Lund after forty years."))
+    answer = list(library.stream("trams ferry terminal cost", k=k))[-1]
+    assert len(answer.hits) == (2 if k in (0, None) else hits)  # 0/None: the default, 5
+
+
+def test_only_available_generators_run(library):
     assert library.generators()[0] == "extractive"
+    with pytest.raises(RagError, match="unknown generator 'causal:some/model'"):
+        library.stream("ferry", generator="causal:some/model")
+    assert "causal:some/model" not in library._pipelines
+
+
+def test_jsonl_with_a_duplicate_item_keeps_its_new_items(library, tmp_path):
+    port = {"title": "Port", "text": "The port of Velmora handled a record 2 million tonnes."}
+    feed = "".join(json.dumps(item) + "\n"
+                   for item in (port, {"text": TEXT.format(payload="")}, port))
+    lines = add(library, upload(tmp_path, "feed.jsonl", feed))
+    assert lines == ["✓ added feed.jsonl: 1 passage (2 duplicate items left out)"]
+    assert (library.corpus / "feed.jsonl").exists()
+    assert library.index.stats()["articles"] == 2
+
+
+def test_a_failed_copy_leaves_nothing_behind(library, tmp_path, monkeypatch):
+    def broken(src, dst):
+        dst.write(b"half an artic")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("rag.ui.shutil.copyfileobj", broken)
+    lines = add(library, upload(tmp_path, "new.txt", "Trams return to Lund."))
+    assert lines == ["✗ new.txt: [Errno 28] No space left on device"]
+    assert sorted(p.name for p in library.corpus.iterdir()) == ["ferry.txt"]
+
+
+def test_names_never_go_through_a_link(library, tmp_path):
+    (library.corpus / "story.txt").symlink_to(tmp_path / "outside.txt")  # a broken link
+    lines = add(library, upload(tmp_path, "story.txt", "Trams return to Lund."))
+    assert lines == ["✓ added story.txt as story-2.txt: 1 passage"]
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_a_failing_clean_up_update_keeps_what_was_added(library, tmp_path, monkeypatch):
+    calls = []
+    update = library._update
+
+    def second_fails():
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk went away")
+        return update()
+
+    monkeypatch.setattr(library, "_update", second_fails)
+    lines = add(library, upload(tmp_path, "new.txt", "Trams return to Lund."),
+                upload(tmp_path, "copy.txt", TEXT.format(payload="")))
+    assert lines == ["✓ added new.txt: 1 passage", "✗ copy.txt: duplicate of ferry.txt, not added"]
+    assert len(calls) == 2 and library.index.stats()["articles"] == 2
 
 
 def test_examples_name_the_articles(library, tmp_path):

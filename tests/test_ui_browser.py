@@ -32,7 +32,7 @@ HARBOUR = ("---\ntitle: Velmora approves ferry terminal\ndate: 2026-03-01\n"
 XSS = ('---\ntitle: "Quarnholt <img src=x onerror=\\"window.__xss=1\\"> results"\n---\n\n'
        "The Quarnholt cooperative <script>window.__xss=2</script> reported a record harvest "
        "this autumn. Quarnholt employs <img src=x onerror=\"window.__xss=3\"> 310 seasonal "
-       "pickers on its orchards.\n")
+       "pickers on its orchards, see www.evil.example or https://evil.example/jobs.\n")
 
 
 STREAMED = ("Alibaba led a group of investors that poured $600 million into SenseTime [1]. "
@@ -211,12 +211,15 @@ def test_script_payload_does_not_run(server, browser, tmp_path):
     bot = ui.ask("How many seasonal pickers does Quarnholt employ?")
     assert "310 seasonal pickers" in bot.inner_text()
     assert 'onerror="window.__xss=3"' in bot.inner_text()  # shown as text
+    assert "https://evil.example/jobs" in bot.inner_text()
+    assert bot.locator("a:not(.rag-cite)").count() == 0  # web addresses are not made links
     sources = ui.sources()
     assert "<script>window.__xss=2</script>" in sources
     assert '<img src=x onerror="window.__xss=1">' in sources  # the title, as text
     time.sleep(0.5)
     assert ui.page.evaluate("window.__xss") is None
-    assert ui.page.locator("#rag-sources img, #rag-chat img, #rag-sources script").count() == 0
+    assert ui.page.locator("#rag-sources img, #rag-chat img, #rag-sources script, "
+                           "#rag-corpus img, #rag-upload-status img").count() == 0
     assert ui.dialogs == [] and ui.errors == []
 
 
@@ -227,7 +230,7 @@ def test_too_large_upload_gets_a_message(server, browser, tmp_path, monkeypatch)
     path = tmp_path / "long.txt"
     path.write_text("The long story continues. " * 800)
     status = ui.upload(path)
-    assert "over the 0.0 MB upload limit" in status and "RAG_MAX_UPLOAD_MB" in status
+    assert "over the 10 KB upload limit" in status and "RAG_MAX_UPLOAD_MB" in status
     assert not (corpus / "long.txt").exists()
 
 
