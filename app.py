@@ -15,6 +15,7 @@ import os
 import sys
 
 from rag import RagError, Settings, build_index
+from rag.errors import first_line
 from rag.ui import DEFAULT_HOST, DEFAULT_PORT, Library, launch
 
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         launch(library, args.host, args.port)
     except OSError as e:
-        print(f"error: cannot serve on {args.host}:{args.port} ({str(e).splitlines()[0]}); "
+        print(f"error: cannot serve on {args.host}:{args.port} ({first_line(e)}); "
               "pass --port N (or set RAG_PORT) for a free port", file=sys.stderr)
         return 1
     return 0

@@ -29,7 +29,7 @@ from typing import Protocol
 
 from .config import cache_dir
 from .embed import cpu_threads
-from .errors import RagError
+from .errors import RagError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +56,11 @@ class Generator(Protocol):
     def generate(self, system: str, user: str, max_new_tokens: int = 160) -> str: ...
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def _load_error(model: str, e: BaseException) -> RagError:
     """One line that says why ``model`` did not load and what to do instead."""
     alternatives = f"or choose --generator extractive or {SMOLLM2}"
     if Path(model).exists():
-        return RagError(f"cannot load generator model from {model!r} ({_first_line(e)}); "
+        return RagError(f"cannot load generator model from {model!r} ({first_line(e)}); "
                         f"give a folder saved with save_pretrained, {alternatives}")
     from huggingface_hub import constants
 
@@ -76,7 +71,7 @@ def _load_error(model: str, e: BaseException) -> RagError:
             f"(HF_HUB_OFFLINE is set); download it once with network (HF_HUB_OFFLINE=0), "
             f"{alternatives}"
         )
-    return RagError(f"cannot load generator model {model!r} ({_first_line(e)}); check the "
+    return RagError(f"cannot load generator model {model!r} ({first_line(e)}); check the "
                     f"name and the network, {alternatives}")
 
 
@@ -280,10 +275,10 @@ class CausalGenerator(_HFGenerator):
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
                                                          dtype=dtype, **extra)
         except ImportError as e:
-            raise RagError(f"loading a GGUF file needs the gguf package ({_first_line(e)}); "
+            raise RagError(f"loading a GGUF file needs the gguf package ({first_line(e)}); "
                            "run `pip install gguf accelerate`") from None
         except (OSError, ValueError) as e:
-            raise RagError(f"cannot read GGUF file {str(path)!r} ({_first_line(e)}); give a "
+            raise RagError(f"cannot read GGUF file {str(path)!r} ({first_line(e)}); give a "
                            "GGUF of an architecture transformers supports") from None
         tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .config import Settings
-from .errors import CorpusError, RagError
+from .errors import CorpusError, RagError, first_line
 from .index import IndexReport, IndexWriter, read_manifest
 from .load import SUFFIXES
 from .pipeline import Pipeline
@@ -206,10 +206,6 @@ def max_upload_bytes() -> int:
     return int(mb * 1024 * 1024)
 
 
-def _first_line(e: BaseException) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
-
-
 def _size(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MB" if n >= 1024 * 1024 else f"{max(1, round(n / 1024))} KB"
 
@@ -303,7 +299,7 @@ class Library:
                 for rel in saved:
                     (self.corpus / rel).unlink(missing_ok=True)
                 log.exception("indexing uploads failed")
-                return lines + [f"✗ could not index {', '.join(saved.values())}: {_first_line(e)}"]
+                return lines + [f"✗ could not index {', '.join(saved.values())}: {first_line(e)}"]
             passages = self._passages_by_path()
             duplicates: dict[str, list[str]] = {}
             for d in report.duplicates:
@@ -430,7 +426,7 @@ def build_app(library: Library):
             lines = library.add_files(paths)
         except Exception as e:
             log.exception("upload failed")
-            lines = [f"✗ upload failed: {_first_line(e)}"]
+            lines = [f"✗ upload failed: {first_line(e)}"]
         status = "\n".join(f"- {md_text(line)}" for line in lines)
         return (None, status, library.corpus_summary(), library.corpus_rows())
 
@@ -439,10 +435,7 @@ def build_app(library: Library):
         from .pipeline import answer_json
 
         try:
-            answer = None
-            for piece in library.stream(question, (), k=k or None, generator=generator or None):
-                if isinstance(piece, Answer):
-                    answer = piece
+            *_, answer = library.stream(question, (), k=k or None, generator=generator or None)
             return answer_json(answer)
         except RagError as e:
             return {"error": str(e)}
