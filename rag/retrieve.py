@@ -147,6 +147,7 @@ class Index:
         self._embedder = embedder
         self._lock = threading.Lock()
         self.generation = None
+        self._manifest_seen: tuple[int, int, int] | None = None
         self.reload()
 
     @property
@@ -158,13 +159,24 @@ class Index:
         return self._embedder
 
     def reload(self) -> bool:
-        """Pick up a newer generation written by ``rag index``; True when something changed."""
+        """Pick up a newer generation written by ``rag index``; True when something changed.
+
+        Cheap when nothing was written: the manifest (which lists every article) is parsed
+        only when its file changed, so callers may reload before every question."""
+        try:
+            st = (self.folder / "manifest.json").stat()
+            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            seen = None
+        if seen is not None and seen == self._manifest_seen:
+            return False
         manifest = read_manifest(self.folder)
         if manifest is None:
             raise IndexNotFoundError(
                 f"no index in {self.folder}; run `rag index` first (or pass --index DIR)"
             )
         if manifest.get("generation") == self.generation:
+            self._manifest_seen = seen
             return False
         model, _, backend = manifest.get("embedder", "").rpartition("#")
         if manifest.get("format_version") != FORMAT_VERSION or model != self.settings.embedder:
@@ -180,6 +192,7 @@ class Index:
         except FileNotFoundError:
             # A writer replaced the generation while we read it; the new manifest is complete.
             return self.reload()
+        self._manifest_seen = seen
         return True
 
     def _load(self, manifest: dict, settings: Settings) -> None:

@@ -15,6 +15,7 @@ import pytest
 from conftest import REPO, FakeEmbedder, fake_settings
 
 import rag.index
+import rag.retrieve
 from rag import build_index
 from rag.config import Settings
 from rag.errors import CorpusError, IndexMismatchError, IndexNotFoundError
@@ -369,6 +370,24 @@ def test_reader_picks_up_a_new_generation(settings, corpus, fake_embedder):
     build_index(settings, embedder=fake_embedder)
     assert index.reload() is True
     assert index.search("Gleamwater ferries", k=1)[0].article["path"] == "new.txt"
+
+
+def test_reload_reads_the_manifest_only_when_it_changed(settings, corpus, fake_embedder,
+                                                         monkeypatch):
+    build_index(settings, embedder=fake_embedder)
+    index = Index(settings.index, settings, embedder=fake_embedder)
+    reads = []
+    real = rag.retrieve.read_manifest
+    monkeypatch.setattr(rag.retrieve, "read_manifest", lambda f: reads.append(f) or real(f))
+    assert index.reload() is False and index.reload() is False
+    assert reads == []
+    (corpus / "new.txt").write_text(article_text("A new story", "Gleamwater", "ferries"))
+    build_index(settings, embedder=fake_embedder)
+    assert index.reload() is True and len(reads) == 1
+    assert index.reload() is False and len(reads) == 1
+    (Path(settings.index) / "manifest.json").unlink()
+    with pytest.raises(IndexNotFoundError):
+        index.reload()
 
 
 # -- memory -----------------------------------------------------------------------------------
