@@ -126,13 +126,23 @@ class Page:
         return self.bots().last
 
     def upload(self, path: Path) -> str:
-        before = self.page.locator("#rag-upload-status").inner_text()
+        """Upload a file and return the status text once the upload handler has finished.
+
+        While the handler runs, Gradio overlays a progress text ("processing | 0.1s") and may
+        already show the new message, so this reads only the Markdown's own text and waits until
+        its status tracker is hidden again."""
+        text = "#rag-upload-status [data-testid=markdown]"
+        before = self.page.locator(text).inner_text()
         self.page.set_input_files("#rag-upload input[type=file]", str(path))
         self.page.wait_for_function(
-            "(b) => { const t = document.querySelector('#rag-upload-status').innerText;"
-            " return t !== b && !/^[\\d.]+s/.test(t) && (t.includes('✓') || t.includes('✗')); }",
+            "(before) => {"
+            " const box = document.querySelector('#rag-upload-status');"
+            " const t = box.querySelector('[data-testid=markdown]').innerText;"
+            " const busy = box.querySelector('[data-testid=markdown-wrapper].pending')"
+            "   || !box.querySelector('[data-testid=status-tracker]').classList.contains('hide');"
+            " return !busy && t !== before && (t.includes('✓') || t.includes('✗')); }",
             arg=before, timeout=120_000)
-        return self.page.locator("#rag-upload-status").inner_text()
+        return self.page.locator(text).inner_text()
 
     def sources(self) -> str:
         return self.page.locator("#rag-sources").inner_text()
