@@ -26,7 +26,7 @@ import numpy as np
 
 from .chunk import Span, Tokenizer
 from .config import BUNDLED_EMBEDDER, cache_dir
-from .errors import RagError
+from .errors import RagError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _load_sentence_transformer(name: str):
         return SentenceTransformer(resolve_model(name), device="cpu")
     except OSError as e:
         raise RagError(
-            f"cannot load embedding model {name!r} ({str(e).splitlines()[0]}); give a local "
+            f"cannot load embedding model {name!r} ({first_line(e)}); give a local "
             "folder or a model id you have in the Hugging Face cache, or unset RAG_EMBEDDER"
         ) from None
 

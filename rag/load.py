@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CorpusError
+from .errors import CorpusError, first_line
 from .types import Article
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def parse_text(raw: str, suffix: str) -> tuple[str, dict]:
         try:
             loaded = yaml.safe_load(m.group(1)) or {}
         except yaml.YAMLError as e:
-            raise SkipFile(f"front matter is not valid YAML: {str(e).splitlines()[0]}") from None
+            raise SkipFile(f"front matter is not valid YAML: {first_line(e)}") from None
         if not isinstance(loaded, dict):
             raise SkipFile("front matter must be `key: value` lines")
         meta = {str(k).lower(): v for k, v in loaded.items()}

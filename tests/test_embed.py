@@ -108,3 +108,16 @@ def test_unknown_backend_and_missing_model(tmp_path):
         Settings.from_env(embed_backend="tensorflow")
     with pytest.raises(RagError, match="cannot load embedding model"):
         load_embedder(str(tmp_path / "no-such-model"), backend="torch")
+
+
+def test_model_load_error_without_a_message(monkeypatch):
+    import sentence_transformers
+
+    from rag.embed import _load_sentence_transformer
+
+    def refuse(*args, **kwargs):
+        raise OSError()
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", refuse)
+    with pytest.raises(RagError, match=r"cannot load embedding model 'm' \(OSError\); give"):
+        _load_sentence_transformer("m")
