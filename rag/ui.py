@@ -309,18 +309,19 @@ class Library:
             skipped = {x["path"]: x["reason"] for x in report.skipped if x["path"] in saved}
             refused = []
             for rel, name in saved.items():
-                shown = f"{name} as {rel}" if rel != name else name
-                if rel in skipped or rel not in passages:
-                    why = (f"not added: {skipped[rel]}" if rel in skipped else
-                           f"duplicate of {', '.join(dict.fromkeys(duplicates.get(rel, ['an indexed article'])))}"
-                           ", not added")
-                    lines.append(f"✗ {name}: {why}")
-                    refused.append(rel)
+                if rel in skipped:
+                    lines.append(f"✗ {name}: not added: {skipped[rel]}")
+                elif rel not in passages:
+                    originals = dict.fromkeys(duplicates.get(rel, ["an indexed article"]))
+                    lines.append(f"✗ {name}: duplicate of {', '.join(originals)}, not added")
+                else:
+                    shown = f"{name} as {rel}" if rel != name else name
+                    n, left_out = passages[rel], len(duplicates.get(rel, ()))
+                    extra = (f" ({left_out} duplicate item{'s' * (left_out != 1)} left out)"
+                             if left_out else "")
+                    lines.append(f"✓ added {shown}: {n} passage{'s' * (n != 1)}{extra}")
                     continue
-                n = passages[rel]
-                left_out = len(duplicates.get(rel, ()))
-                extra = f" ({left_out} duplicate item{'s' * (left_out != 1)} left out)" if left_out else ""
-                lines.append(f"✓ added {shown}: {n} passage{'s' * (n != 1)}{extra}")
+                refused.append(rel)
             for rel in refused:
                 (self.corpus / rel).unlink(missing_ok=True)
             if refused:

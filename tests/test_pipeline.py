@@ -203,8 +203,8 @@ def test_stream_yields_pieces_then_answer(seed):
 
 @pytest.mark.slow
 def test_answer_ends_with_its_first_paragraph(seed):
-    generator = ScriptedGenerator("Alibaba led a group that invested $600 million [1].\n\nQuestion: "
-                                  "what else? Answer: SenseTime is bankrupt [1].")
+    generator = ScriptedGenerator("Alibaba led a group that invested $600 million [1].\n\n"
+                                  "Question: what else? Answer: SenseTime is bankrupt [1].")
     pieces = list(pipeline_with(seed, generator).stream(ALIBABA))
     answer = pieces[-1]
     assert "".join(pieces[:-1]).strip().endswith("[1].")
@@ -217,7 +217,8 @@ def test_answer_ends_with_its_first_paragraph(seed):
 def test_paragraph_end_inside_one_piece(seed):
     class OnePiece(ScriptedGenerator):
         def stream(self, system, user, max_new_tokens=160):
-            yield "\nAlibaba led a group that invested $600 million [1].\nSenseTime is bankrupt [1]."
+            yield ("\nAlibaba led a group that invested $600 million [1].\n"
+                   "SenseTime is bankrupt [1].")
 
     pieces = list(pipeline_with(seed, OnePiece()).stream(ALIBABA))
     assert "bankrupt" not in "".join(pieces[:-1]) and "bankrupt" not in pieces[-1].text
