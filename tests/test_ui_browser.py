@@ -112,17 +112,16 @@ class Page:
         return self.page.locator('[data-testid="bot"]')
 
     def ask(self, question: str):
+        """Ask and return the new bot message once the answer handler has finished: a new
+        message is shown (its first update) and the chat's status tracker is hidden again.
+        While the answer streams, the tracker stays shown."""
         n = self.bots().count()
         self.page.fill("#rag-question textarea", question)
         self.page.press("#rag-question textarea", "Enter")
         self.page.wait_for_function(
-            f"document.querySelectorAll('[data-testid=\"bot\"]').length > {n}", timeout=60_000)
-        self.page.wait_for_selector('button[data-testid="stop-button"]', state="hidden",
-                                    timeout=60_000)
-        # the final, verified answer replaces the streamed text
-        self.page.wait_for_function(
-            "(() => { const b = [...document.querySelectorAll('[data-testid=\"bot\"]')].pop();"
-            " return b && !b.innerText.trim().endsWith('…'); })()", timeout=60_000)
+            "(n) => document.querySelectorAll('[data-testid=\"bot\"]').length > n"
+            " && document.querySelector('#rag-chat [data-testid=status-tracker]')"
+            "      .classList.contains('hide')", arg=n, timeout=60_000)
         return self.bots().last
 
     def upload(self, path: Path) -> str:
@@ -275,12 +274,26 @@ def test_answer_streams_and_unsupported_sentences_are_dropped(server):
     assert "Moon" not in final and "left out" in final
 
 
+def choose_generator(ui: Page, name: str) -> None:
+    ui.page.get_by_text("Settings", exact=True).click()  # the accordion
+    ui.page.click("#rag-generator input")
+    ui.page.get_by_role("option", name=name).click()
+
+
+def test_streamed_text_is_replaced_by_the_checked_answer(server, browser):
+    url, _ = server
+    ui = Page(browser, url)
+    choose_generator(ui, "scripted")  # streams word by word, then one unsupported sentence
+    bot = ui.ask(ALIBABA)
+    assert "$600 million into SenseTime" in bot.inner_text()
+    assert bot.locator("a.rag-cite").count() == 1
+    assert "Moon" not in bot.inner_text()
+
+
 def test_a_failing_model_shows_a_message_not_a_traceback(server, browser):
     url, _ = server
     ui = Page(browser, url)
-    ui.page.get_by_text("Settings", exact=True).click()  # the accordion
-    ui.page.click("#rag-generator input")
-    ui.page.get_by_role("option", name="broken").click()
+    choose_generator(ui, "broken")
     bot = ui.ask(ALIBABA)
     assert bot.locator(".rag-error").count() == 1
     assert "Something went wrong" in bot.inner_text() and "Traceback" not in bot.inner_text()
