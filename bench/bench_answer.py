@@ -1,9 +1,15 @@
 """Answer benchmark for each generator backend. Prints figures and ends with one JSON line.
 
     .venv/bin/python bench/bench_answer.py [--generators extractive,smollm2] [--llm-questions 30]
+                                           [--baseline REF]
 
-Over the gold questions of the seed corpus and of eval/newsbench:
-- answer latency p50/p95 and time to the first streamed piece;
+Over the gold questions of the seed corpus, eval/newsbench and the reader's dev split:
+- answer latency p50/p95 and time to the first streamed piece; for extractive, also with no
+  passage read yet (every passage's sentences, candidates and embeddings computed afresh);
+- for extractive, the same questions answered by the extractive path of the commit ``REF``
+  (default: the last commit before the reader, whose answer was the passage sentence most like
+  the question), in a child process on the same machine and index, in the same run: the
+  ``ratio`` of the two p50s is the figure to compare, since these machines are noisy;
 - cold start (from starting a new process to its first answer; its exit is reported apart):
   the first run (empty cache: the int8 ONNX export, the GGUF conversion) and a later run;
 - peak RSS of that process;
@@ -14,10 +20,12 @@ Over the gold questions of the seed corpus and of eval/newsbench:
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -27,31 +35,70 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag import Settings, build_index  # noqa: E402
-from rag.evaluate import load_gold  # noqa: E402
-from rag.pipeline import Pipeline  # noqa: E402
-from rag.retrieve import Index  # noqa: E402
-
 from bench_index import peak_rss_mb  # noqa: E402  (bench/ is this script's folder)
 
+from rag import Settings, build_index  # noqa: E402
+from rag.evaluate import load_gold  # noqa: E402
+
 SETS = (("seed", "corpus", "eval/gold.jsonl"),
-        ("newsbench", "eval/newsbench/corpus", "eval/newsbench/gold.jsonl"))
+        ("newsbench", "eval/newsbench/corpus", "eval/newsbench/gold.jsonl"),
+        ("dev", "eval/reader/dev/corpus", "eval/reader/dev/gold.jsonl"))
+#: The last commit whose extractive answer was the passage sentence most like the question.
+BASELINE_REF = "b219795"
+
+# Run by the child process with the baseline's ``rag`` first on sys.path: the same loop as
+# :func:`run_gold` for extractive, with that version's own way to forget cached passages.
+BASELINE_CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from rag import Settings
+from rag.evaluate import load_gold
+from rag.pipeline import Pipeline
+from rag.retrieve import Index
+out = {"latencies": [], "uncached": []}
+for index, gold in json.loads(sys.argv[2]):
+    settings = Settings(index=index)
+    pipeline = Pipeline(Index(settings.index, settings), "extractive")
+    items = load_gold(gold)
+    pipeline.ask(items[0].question)
+    for item in items:
+        t = time.perf_counter()
+        pipeline.ask(item.question, item.history)
+        out["latencies"].append((time.perf_counter() - t) * 1000)
+        pipeline._sentence_cache.clear()
+        t = time.perf_counter()
+        pipeline.ask(item.question, item.history)
+        out["uncached"].append((time.perf_counter() - t) * 1000)
+print(json.dumps(out))
+"""
 
 
 def pct(values, q) -> float:
     return round(float(np.percentile(values, q)), 1)
 
 
-def run_gold(tmp: Path, generator: str, limit: int | None) -> dict:
-    latencies, first_piece, uncached = [], [], []
-    correct = answerable = abstained_ok = unanswerable = false_abstain = 0
+def indexes(tmp: Path) -> list[tuple[str, Path, Path]]:
+    """Each set's index (built once per run) and gold file."""
+    out = []
     for name, corpus, gold in SETS:
         settings = Settings(corpus=ROOT / corpus, index=tmp / f"index-{name}")
         build_index(settings)
+        out.append((name, settings.index, ROOT / gold))
+    return out
+
+
+def run_gold(sets, generator: str, limit: int | None) -> dict:
+    from rag.pipeline import Pipeline
+    from rag.retrieve import Index
+
+    latencies, first_piece, uncached = [], [], []
+    correct = answerable = abstained_ok = unanswerable = false_abstain = 0
+    for name, index, gold in sets:
+        settings = Settings(index=index)
         pipeline = Pipeline(Index(settings.index, settings), generator)
-        items = load_gold(ROOT / gold)
+        items = load_gold(gold)
         if limit:
-            items = items[: limit // len(SETS)]
+            items = items[: limit // len(sets)]
         pipeline.ask(items[0].question)  # load models before timing
         for item in items:
             t = time.perf_counter()
@@ -63,8 +110,8 @@ def run_gold(tmp: Path, generator: str, limit: int | None) -> dict:
             latencies.append((time.perf_counter() - t) * 1000)
             first_piece.append(first * 1000)
             if generator == "extractive":
-                # Again with no passage sentence embedded yet (a question about new passages).
-                pipeline._sentence_cache.clear()
+                # Again with no passage read yet (a question about new passages).
+                pipeline.clear_cache()
                 t = time.perf_counter()
                 pipeline.ask(item.question, item.history)
                 uncached.append((time.perf_counter() - t) * 1000)
@@ -87,11 +134,29 @@ def run_gold(tmp: Path, generator: str, limit: int | None) -> dict:
     }
 
 
-def cold_start(tmp: Path, generator: str) -> dict:
+def run_baseline(tmp: Path, sets, ref: str) -> dict:
+    """The extractive path of commit ``ref`` on the same questions and indexes."""
+    folder = tmp / f"baseline-{ref}"
+    folder.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "rag"],
+                             stdout=subprocess.PIPE, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    args = json.dumps([[str(index), str(gold)] for _, index, gold in sets])
+    proc = subprocess.run([sys.executable, "-c", BASELINE_CHILD, str(folder), args],
+                          stdout=subprocess.PIPE, text=True, check=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"ref": ref, "questions": len(got["latencies"]),
+            "p50_ms": pct(got["latencies"], 50), "p95_ms": pct(got["latencies"], 95),
+            "p50_ms_uncached": pct(got["uncached"], 50),
+            "p95_ms_uncached": pct(got["uncached"], 95)}
+
+
+def cold_start(tmp: Path, generator: str, index: Path) -> dict:
     """A new process answering one question, with an empty then a warm cache: seconds from
     starting it to its answer (``seconds``) and to its exit (``to_exit_s``)."""
     cache = tmp / f"cold-cache-{generator}"
-    index = tmp / "index-seed"
     out = {}
     for run in ("first_run", "later_run"):
         env = {**os.environ, "RAG_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
@@ -123,6 +188,8 @@ def main() -> None:
     p.add_argument("--generators", default="extractive,smollm2")
     p.add_argument("--llm-questions", type=int, default=30,
                    help="gold questions per language-model backend (they take seconds each)")
+    p.add_argument("--baseline", default=BASELINE_REF,
+                   help=f"commit whose extractive path is timed beside (default {BASELINE_REF})")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--index", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -133,10 +200,17 @@ def main() -> None:
     figures = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        sets = indexes(tmp)
         for generator in args.generators.split(","):
             limit = None if generator == "extractive" else args.llm_questions
-            f = run_gold(tmp, generator, limit)
-            f["cold_start"] = cold_start(tmp, generator)
+            f = run_gold(sets, generator, limit)
+            if generator == "extractive":
+                base = run_baseline(tmp, sets, args.baseline)
+                f["baseline"] = base
+                f["ratio_p50"] = round(f["p50_ms"] / base["p50_ms"], 2)
+                f["ratio_p50_uncached"] = round(f["p50_ms_uncached"] / base["p50_ms_uncached"],
+                                                2)
+            f["cold_start"] = cold_start(tmp, generator, sets[0][1])
             figures[generator] = f
             print(f"{generator}: {json.dumps(f)}", flush=True)
     print(json.dumps(figures))

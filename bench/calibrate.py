@@ -1,15 +1,14 @@
-"""Calibrate the answer thresholds on the gold sets; prints the figures and the chosen values.
+"""Calibrate the support threshold of generated sentences on the gold sets; prints the figures
+and the chosen value.
 
     .venv/bin/python bench/calibrate.py
 
-- ``SUPPORT_THRESHOLD`` (rag/cite.py): the cosine similarity an answer sentence needs with the
-  passage sentence it cites. Positives: each gold answer, written as a sentence with its
-  question, against the
-  sentence holding its evidence. Negatives: the same answer against the other sentences of the
-  retrieved passages. The threshold keeps 95% of the positives.
-- ``ABSTAIN_THRESHOLD`` (rag/pipeline.py): the best passage's similarity below which the
-  pipeline abstains. The highest value whose false-abstain rate on answerable questions stays
-  at or under 10%; its missed-abstain rate on the unanswerable questions is printed.
+``SUPPORT_THRESHOLD`` (rag/cite.py): the cosine similarity a generated answer sentence needs
+with the passage sentence it cites. Positives: each gold answer, written as a sentence with its
+question, against the sentence holding its evidence. Negatives: the same answer against the
+other sentences of the retrieved passages. The threshold keeps 95% of the positives.
+
+The reader's weights and abstention thresholds are fitted by bench/calibrate_reader.py.
 """
 
 from __future__ import annotations
@@ -27,26 +26,21 @@ sys.path.insert(0, str(ROOT))
 from rag import Settings, build_index  # noqa: E402
 from rag.cite import passage_sentences  # noqa: E402
 from rag.evaluate import evidence_spans, load_gold  # noqa: E402
-from rag.pipeline import Pipeline, retrieval_query  # noqa: E402
 from rag.retrieve import Index  # noqa: E402
 
 SETS = (("corpus", "eval/gold.jsonl"), ("eval/newsbench/corpus", "eval/newsbench/gold.jsonl"))
-MAX_FALSE_ABSTAIN = 0.10
 
 
 def main() -> None:
-    positives, negatives, relevance = [], [], []
+    positives, negatives = [], []
     with tempfile.TemporaryDirectory() as d:
         for corpus, gold in SETS:
             settings = Settings(corpus=ROOT / corpus, index=Path(d) / corpus.replace("/", "_"))
             build_index(settings)
             index = Index(settings.index, settings)
-            pipeline = Pipeline(index, "extractive")
             emb = index.embedder
             for item in load_gold(ROOT / gold):
-                query = retrieval_query(item.question, item.history)
-                hits = index.search(query, 5)
-                relevance.append((item.answerable, pipeline.relevance(query, hits)))
+                hits = index.search(index.question(item.question, item.history), 5)
                 if not item.answerable or not item.answers:
                     continue
                 spans = evidence_spans(index, item)
@@ -63,19 +57,10 @@ def main() -> None:
                     (positives if holds else negatives).append(float(sim))
     support = float(np.percentile(positives, 5))
     neg_pass = float(np.mean(np.array(negatives) >= support))
-    answerable = np.array([r for a, r in relevance if a])
-    unanswerable = np.array([r for a, r in relevance if not a])
-    best = max(t for t in np.unique(answerable)
-               if np.mean(answerable < t) <= MAX_FALSE_ABSTAIN)
     figures = {
         "support_threshold": round(support, 3),
         "support_positives": len(positives),
         "support_negatives_passing": round(neg_pass, 3),
-        "abstain_threshold": round(float(best), 3),
-        "false_abstain_rate": round(float(np.mean(answerable < best)), 3),
-        "missed_abstain_rate": round(float(np.mean(unanswerable >= best)), 3),
-        "answerable": len(answerable),
-        "unanswerable": len(unanswerable),
     }
     print(json.dumps(figures))
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunk import sentence_spans
+from .textrules import key_terms, missing_terms
 from .types import Citation, Hit
 
 #: Cosine similarity an answer sentence needs with its supporting passage sentence. From
@@ -28,14 +29,6 @@ SUPPORT_THRESHOLD = 0.31
 
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+")
-_NUMBER = re.compile(r"(?<![\w.])\$?(\d+(?:[.,]\d+)*)")
-_NAME = re.compile(r"\b[A-Z][\w'\u2019&]*\w")
-# Capitalised only because they start a sentence: not names.
-_COMMON = frozenset(
-    "the a an it its it's this that these those he she they we i in on at for from by with and "
-    "or but if as after before during since according our their his her there what who when "
-    "where why how which yes no not also however meanwhile".split()
-)
 #: Sentences that address the reader as a model are instructions, not news; passages are
 #: data, so such sentences are never offered to the model nor accepted as support.
 INSTRUCTION = re.compile(
@@ -71,29 +64,18 @@ def split_answer(text: str) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
-def key_terms(sentence: str) -> set[str]:
-    """Numbers and proper names a sentence asserts (lower-cased)."""
-    terms = {n.replace(",", "") for n in _NUMBER.findall(sentence)}
-    terms |= {w.lower() for w in _NAME.findall(sentence) if w.lower() not in _COMMON}
-    return terms
+@dataclass(frozen=True)
+class PassageSentence:
+    """A sentence of the ``hit_index``-th retrieved passage: ``text`` is
+    ``article_text[start:end]``."""
 
-
-def missing_terms(terms: set[str], text: str) -> set[str]:
-    lower = text.lower()
-    numbers = {n.replace(",", "") for n in _NUMBER.findall(text)}
-    return {t for t in terms
-            if not (t in numbers if t[0].isdigit() else re.search(rf"\b{re.escape(t)}\b", lower))}
-
-
-@dataclass
-class _Candidate:
     hit_index: int
-    start: int  # in the article
+    start: int
     end: int
     text: str
 
 
-def passage_sentences(hits: tuple[Hit, ...]) -> list[_Candidate]:
+def passage_sentences(hits: tuple[Hit, ...]) -> list[PassageSentence]:
     """The sentences of the retrieved passages, in article coordinates, instructions left out."""
     out = []
     for i, h in enumerate(hits):
@@ -101,7 +83,7 @@ def passage_sentences(hits: tuple[Hit, ...]) -> list[_Candidate]:
             text = h.chunk.text[s:e]
             if INSTRUCTION.search(text) or not re.search(r"\w", text):
                 continue
-            out.append(_Candidate(i, h.chunk.start + s, h.chunk.start + e, text))
+            out.append(PassageSentence(i, h.chunk.start + s, h.chunk.start + e, text))
     return out
 
 
@@ -144,7 +126,7 @@ class Verifier:
         return results
 
 
-def citation(n: int, hit: Hit, c: _Candidate, score: float) -> Citation:
+def citation(n: int, hit: Hit, c: PassageSentence, score: float) -> Citation:
     a = hit.article
     return Citation(
         n=n, doc_id=hit.chunk.article_id, title=a.get("title", ""), url=a.get("url", ""),

@@ -136,7 +136,7 @@ def _print_overall(metrics: dict) -> None:
     from .evaluate import METRICS
 
     short = {"hit_at_1": "hit@1", "hit_at_5": "hit@5", "mrr": "MRR", "accuracy": "acc",
-             "f1": "F1", "citation_precision": "citP", "citation_recall": "citR",
+             "f1": "F1", "short_em": "sEM", "short_f1": "sF1", "citation_precision": "citP", "citation_recall": "citR",
              "faithfulness": "faith", "abstain_rate": "abst", "false_abstain_rate": "fabst",
              "latency_p50_ms": "p50ms", "latency_p95_ms": "p95ms"}
     print(f"{'set':<12}{'generator':<12}{'items':>6}"
@@ -181,7 +181,7 @@ def cmd_eval(args) -> int:
         if args.corpus or args.index:
             raise RagError("--corpus and --index go with --gold FILE (one set of your own); "
                            "the shipped sets use their own corpus and a cached index")
-        sets = shipped_sets()
+        sets = shipped_sets(args.set)
     settings = Settings.from_env()
     generators = generator_names(args.generator, settings.generator)
     thresholds_path = Path(args.thresholds) if args.thresholds else DEFAULT_THRESHOLDS
@@ -253,7 +253,8 @@ def parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "eval", help="score retrieval, answers, citations and abstention on gold questions",
-        description="Evaluate on the shipped gold sets (seed, newsbench) or your own (--gold, "
+        description="Evaluate on the shipped gold sets (seed, newsbench, and the reader's dev and "
+        "held-out splits) or your own (--gold, "
         "--corpus); write report.md and report.png; exit 1 when a figure of eval/thresholds.toml "
         "is missed.")
     ev.add_argument("--gold", metavar="FILE", help="your own gold file (JSON lines; see README)")
@@ -261,6 +262,9 @@ def parser() -> argparse.ArgumentParser:
                     help="the articles your gold file is about (default corpus/, or RAG_CORPUS)")
     ev.add_argument("--index", metavar="DIR", help="index folder for your own set (default: "
                     "a folder of its own in the cache)")
+    ev.add_argument("--set", action="append", metavar="NAME",
+                    help="a shipped set only (seed, newsbench, dev, heldout); repeat for several "
+                    "(default: all)")
     ev.add_argument("--generator", help="extractive, smollm2, seq2seq[:MODEL], causal:MODEL, or "
                     "all (default: RAG_GENERATOR or extractive)")
     ev.add_argument("--limit", type=int, metavar="N",

@@ -17,23 +17,30 @@ from __future__ import annotations
 import json
 import re
 import time
-import tomllib
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import tomllib
+
 from .config import cache_dir
 from .errors import RagError
 from .index import bm25_tokens, english_stemmer
-from .pipeline import retrieval_query
 
 KINDS = ("fact", "number", "date", "who", "why/how", "multi-sentence", "paraphrase",
-         "follow-up", "unanswerable")
+         "follow-up", "terse", "conflict", "latest", "unanswerable")
+#: Kinds whose answer is one or more sentences: no short answer is expected of them.
+SENTENCE_KINDS = ("why/how", "multi-sentence")
 
 
 @dataclass(frozen=True)
 class GoldItem:
+    """One gold question. ``answers`` are alternatives, except that ``all_of`` (for a
+    conflict) lists values that must all be given; ``docs`` names the files holding the
+    evidence when there are several (``doc`` when one); ``type`` is the expected answer type
+    (see :data:`rag.question.ANSWER_TYPES`)."""
+
     id: str
     question: str
     answers: tuple[str, ...]
@@ -41,10 +48,24 @@ class GoldItem:
     kind: str
     doc: str | None = None
     history: tuple[dict, ...] = ()
+    type: str | None = None
+    docs: tuple[str, ...] = ()
+    all_of: tuple[str, ...] = ()
 
     @property
     def answerable(self) -> bool:
         return bool(self.evidence)
+
+    @property
+    def wants_short(self) -> bool:
+        """Whether a short answer is expected: an answerable item that asks for a name, a
+        date, an amount (not why/how, not several facts at once)."""
+        return (self.answerable and self.kind not in SENTENCE_KINDS
+                and self.type != "description")
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return self.docs or ((self.doc,) if self.doc else ())
 
 
 def load_gold(path: str | Path) -> list[GoldItem]:
@@ -62,7 +83,8 @@ def load_gold(path: str | Path) -> list[GoldItem]:
             item = GoldItem(
                 id=str(d["id"]), question=d["question"], answers=tuple(d.get("answers", ())),
                 evidence=tuple(d.get("evidence", ())), kind=d["kind"], doc=d.get("doc"),
-                history=tuple(d.get("history", ())),
+                history=tuple(d.get("history", ())), type=d.get("type"),
+                docs=tuple(d.get("docs", ())), all_of=tuple(d.get("all_of", ())),
             )
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise RagError(f"{path}:{n}: not a gold item ({e}); see the README's gold format") \
@@ -74,12 +96,13 @@ def load_gold(path: str | Path) -> list[GoldItem]:
 
 
 def evidence_spans(index, item: GoldItem) -> list[tuple[str, int, int]]:
-    """(article id, start, end) of each evidence quote, in the article named by ``doc`` or in
-    any article."""
+    """(article id, start, end) of each evidence quote, in the articles of the files the item
+    names (``doc``/``docs``) or in any article."""
     spans = []
+    files = item.files
     for quote in item.evidence:
         for rec in index.articles:
-            if item.doc and Path(rec.path).name != item.doc:
+            if files and Path(rec.path).name not in files:
                 continue
             at = rec.text.find(quote)
             while at >= 0:
@@ -105,7 +128,7 @@ def retrieval_metrics(index, gold: list[GoldItem], k: int = 5, **search) -> dict
         spans = evidence_spans(index, item)
         if not spans:
             raise RagError(f"gold item {item.id}: evidence not found in the index's articles")
-        hits = index.search(retrieval_query(item.question, item.history), k, **search)
+        hits = index.search(index.question(item.question, item.history), k, **search)
         rank = next((h.rank for h in hits if is_hit(h, spans)), None)
         per_kind[item.kind].append(rank)
         per_kind["all"].append(rank)
@@ -158,11 +181,25 @@ def normalize_answer(text: str) -> str:
     return " ".join(w for w in "".join(out).split() if w not in _ARTICLES)
 
 
-def answer_correct(answer_text: str, golds) -> bool:
+def answer_correct(answer_text: str, golds, all_of=()) -> bool:
     """A normalised gold answer occurs, as whole words, in the normalised answer (markers
-    removed)."""
+    removed); with ``all_of``, every one of those values must occur."""
     said = f" {normalize_answer(strip_markers(answer_text))} "
+    if all_of:
+        return all((g := normalize_answer(v)) and f" {g} " in said for v in all_of)
     return any((g := normalize_answer(gold)) and f" {g} " in said for gold in golds)
+
+
+def exact_match(prediction: str, golds) -> bool:
+    """The normalised prediction equals a normalised gold answer.
+
+    >>> exact_match("Northgate Capital", ["Northgate Capital", "Northgate"])
+    True
+    >>> exact_match("$45 million", ["45 million"]), exact_match("Capital", ["Northgate Capital"])
+    (True, False)
+    """
+    p = normalize_answer(prediction)
+    return bool(p) and any(p == normalize_answer(g) for g in golds)
 
 
 def token_f1(prediction: str, gold: str) -> float:
@@ -244,6 +281,10 @@ class ItemResult:
     supported_sentences: int = 0
     total_ms: float = 0.0
     answer: str = ""
+    wants_short: bool = False
+    short: str | None = None
+    short_em: bool = False
+    short_f1: float = 0.0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -252,13 +293,18 @@ class ItemResult:
 def score_answer(item: GoldItem, answer, spans, stemmer=None) -> ItemResult:
     """Score ``answer`` (a :class:`rag.types.Answer`) against ``item``; ``spans`` are the
     item's evidence spans (:func:`evidence_spans`)."""
+    short = getattr(answer, "short_answer", None)
     r = ItemResult(item.id, item.kind, item.answerable, bool(answer.abstained),
-                   total_ms=float(answer.timing().get("total_ms", 0.0)), answer=answer.text)
+                   total_ms=float(answer.timing().get("total_ms", 0.0)), answer=answer.text,
+                   wants_short=item.wants_short, short=short.text if short else None)
     if item.answerable:
         r.rank = next((h.rank for h in answer.hits if is_hit(h, spans)), None)
         if not answer.abstained:
-            r.correct = answer_correct(answer.text, item.answers)
+            r.correct = answer_correct(answer.text, item.answers, item.all_of)
             r.f1 = round(best_f1(answer.text, item.answers), 4)
+            if item.wants_short and short:
+                r.short_em = exact_match(short.text, item.answers)
+                r.short_f1 = round(best_f1(short.text, item.answers), 4)
         r.citations = len(answer.citations)
         r.correct_citations = sum(citation_correct(c, spans) for c in answer.citations)
     if not answer.abstained:
@@ -281,9 +327,9 @@ def _percentile(values, q):
 
 
 #: Every figure :func:`summarise` gives, in report order.
-METRICS = ("hit_at_1", "hit_at_5", "mrr", "accuracy", "f1", "citation_precision",
-           "citation_recall", "faithfulness", "abstain_rate", "false_abstain_rate",
-           "latency_p50_ms", "latency_p95_ms")
+METRICS = ("hit_at_1", "hit_at_5", "mrr", "accuracy", "f1", "short_em", "short_f1",
+           "citation_precision", "citation_recall", "faithfulness", "abstain_rate",
+           "false_abstain_rate", "latency_p50_ms", "latency_p95_ms")
 
 
 def summarise(results: list[ItemResult]) -> dict:
@@ -292,6 +338,8 @@ def summarise(results: list[ItemResult]) -> dict:
     - retrieval over answerable items: ``hit_at_1``, ``hit_at_5``, ``mrr`` (from the answer's
       own retrieved passages);
     - answers over answerable items: ``accuracy`` and token ``f1`` (0 when it abstained);
+    - short answers over answerable items that expect one (not why/how): ``short_em`` (exact
+      match, normalised) and ``short_f1`` (token F1); 0 when there is no short answer;
     - ``citation_precision``: correct citations / citations of answerable items;
       ``citation_recall``: answerable items with a correct citation / answerable items;
     - ``faithfulness``: supported sentences / sentences, over answers that did not abstain;
@@ -300,6 +348,7 @@ def summarise(results: list[ItemResult]) -> dict:
     """
     ans = [r for r in results if r.answerable]
     unans = [r for r in results if not r.answerable]
+    shorts = [r for r in ans if r.wants_short]
     n = len(ans)
     citations = sum(r.citations for r in ans)
     sentences = sum(r.sentences for r in results)
@@ -310,6 +359,9 @@ def summarise(results: list[ItemResult]) -> dict:
         "mrr": _ratio(sum(1 / r.rank for r in ans if r.rank), n),
         "accuracy": _ratio(sum(r.correct for r in ans), n),
         "f1": _ratio(sum(r.f1 for r in ans), n),
+        "short_items": len(shorts),
+        "short_em": _ratio(sum(r.short_em for r in shorts), len(shorts)),
+        "short_f1": _ratio(sum(r.short_f1 for r in shorts), len(shorts)),
         "citations": citations,
         "citation_precision": _ratio(sum(r.correct_citations for r in ans), citations),
         "citation_recall": _ratio(sum(r.correct_citations > 0 for r in ans), n),
@@ -348,8 +400,9 @@ def answer_items(pipeline, items: list[GoldItem], index=None, progress=None) -> 
 # -- the gate ------------------------------------------------------------------------------------
 
 #: The figures a thresholds file may gate; ``max_<figure>`` is an upper bound, the rest minima.
-GATED = ("hit_at_1", "hit_at_5", "mrr", "accuracy", "f1", "citation_precision",
-         "citation_recall", "faithfulness", "abstain_rate", "false_abstain_rate")
+GATED = ("hit_at_1", "hit_at_5", "mrr", "accuracy", "f1", "short_em", "short_f1",
+         "citation_precision", "citation_recall", "faithfulness", "abstain_rate",
+         "false_abstain_rate")
 
 
 def load_thresholds(path: str | Path | None, required: bool = False) -> dict:
@@ -438,7 +491,9 @@ def check_gate(metrics: dict, thresholds: dict) -> list[str]:
 ROOT = Path(__file__).resolve().parent.parent
 #: (name, gold file, corpus folder) of the shipped sets, relative to :data:`ROOT`.
 SHIPPED_SETS = (("seed", "eval/gold.jsonl", "corpus"),
-                ("newsbench", "eval/newsbench/gold.jsonl", "eval/newsbench/corpus"))
+                ("newsbench", "eval/newsbench/gold.jsonl", "eval/newsbench/corpus"),
+                ("dev", "eval/reader/dev/gold.jsonl", "eval/reader/dev/corpus"),
+                ("heldout", "eval/reader/heldout/gold.jsonl", "eval/reader/heldout/corpus"))
 DEFAULT_THRESHOLDS = ROOT / "eval" / "thresholds.toml"
 DEFAULT_REPORT_DIR = ROOT / "eval"
 #: What ``--generator all`` tries, in order; a language model whose weights do not load is
@@ -461,8 +516,15 @@ class EvalSet:
         return Path(self.index) if self.index else cache_dir() / "eval-index" / self.name
 
 
-def shipped_sets() -> list[EvalSet]:
-    sets = [EvalSet(name, ROOT / gold, ROOT / corpus) for name, gold, corpus in SHIPPED_SETS]
+def shipped_sets(names=None) -> list[EvalSet]:
+    """The shipped sets, or those called ``names`` (an unknown name is an error)."""
+    known = [name for name, _, _ in SHIPPED_SETS]
+    for name in names or ():
+        if name not in known:
+            raise RagError(f"unknown set {name!r}; choose among {', '.join(known)}, or pass "
+                           "--gold FILE")
+    sets = [EvalSet(name, ROOT / gold, ROOT / corpus) for name, gold, corpus in SHIPPED_SETS
+            if not names or name in names]
     for s in sets:
         if not s.gold.is_file():
             raise RagError(f"the shipped gold set {s.gold} is missing; pass --gold FILE "
@@ -596,9 +658,8 @@ def evaluate_sets(sets: list[EvalSet], generators: list[str], settings=None, *,
             if name != "extractive" and generator(name) is None:
                 entry["generators"][name] = {"skipped": skipped[name]}
                 continue
-            pipeline = Pipeline(index, name, k=settings.k)
-            if name != "extractive":
-                pipeline._generator = loaded[name]  # one loaded model for every set
+            # one loaded model for every set
+            pipeline = Pipeline(index, name, k=settings.k, model=loaded.get(name))
             chosen = items if name == "extractive" or not limit else items[:limit]
             if name == "extractive":
                 pipeline.ask(chosen[0].question)  # warm up (embedder sessions) before timing
@@ -622,7 +683,8 @@ def evaluate_sets(sets: list[EvalSet], generators: list[str], settings=None, *,
 # -- the report ----------------------------------------------------------------------------------
 
 _COLUMNS = (("hit_at_1", "hit@1"), ("hit_at_5", "hit@5"), ("mrr", "MRR"),
-            ("accuracy", "accuracy"), ("f1", "F1"), ("citation_precision", "cit. P"),
+            ("accuracy", "accuracy"), ("f1", "F1"), ("short_em", "short EM"),
+            ("short_f1", "short F1"), ("citation_precision", "cit. P"),
             ("citation_recall", "cit. R"), ("faithfulness", "faithful"),
             ("abstain_rate", "abstain (unans.)"), ("false_abstain_rate", "false abstain"),
             ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CorpusError, first_line
+from .spans import leading_date
 from .types import Article
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ def make_article(key: str, path: str, text: str, meta: dict) -> Article:
     clean = {k: _as_str(v) for k, v in meta.items() if v is not None and _as_str(v) != ""}
     known = {k: clean.pop(k, "") for k in META_FIELDS}
     known["title"] = " ".join(known["title"].split())  # no stray no-break spaces or newlines
+    if not known["date"] and (lead := leading_date(text)):
+        known["date"] = lead[1]  # a search-result snippet: "Mar 3, 2024 ... story ..."
     clean.pop("id", None)
     for f in TEXT_FIELDS:
         clean.pop(f, None)

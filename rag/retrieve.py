@@ -3,16 +3,13 @@ fusion, then news-aware re-ranking.
 
 News corpora are full of same-topic stories from other years and events, so a question that
 names a year, date, figure or proper name prefers passages (and articles, by their title and
-date) that contain it: each such *anchor* found adds to the fused score.
-
->>> anchors("How much did Harbor Robotics raise in March 2021?")
-(('asks', 'number', 1.0), ('year', '2021', 2.0), ('month', 'march', 1.0), ('name', 'Harbor', 1.0), ('name', 'Robotics', 1.0))
+date) that contain it: each such *anchor* (:func:`rag.textrules.anchors`) found adds to the
+fused score.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -20,117 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from .config import Settings
-from .errors import IndexMismatchError, IndexNotFoundError, QueryError
-from .index import FORMAT_VERSION, ArticleRecord, bm25_tokens, english_stemmer, read_manifest
+from .errors import IndexMismatchError, IndexNotFoundError
+from .index import FORMAT_VERSION, ArticleRecord, english_stemmer, read_manifest
+from .question import Question, analyze
 from .store import FaissStore
+from .textrules import anchor_match, compile_anchors
 from .types import Chunk, Hit
 
 log = logging.getLogger(__name__)
 
-MAX_QUESTION_CHARS = 2000
 RRF_K = 60
 CANDIDATES = 50  # per retriever, before fusion
 NEWS_WEIGHT = 0.02  # a passage matching every anchor gains about one rank-1 RRF share
-
-_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
-_NUMBER = re.compile(r"(?<![\w.])\$?(\d+(?:[.,]\d+)*)")
-_MONTHS = ("january february march april may june july august september october november "
-           "december").split()
-_MONTH = re.compile(r"\b(" + "|".join(_MONTHS) + r")\b", re.IGNORECASE)
-_NAME = re.compile(r"\b[A-Z][\w'\u2019&]*\w|\b[A-Z]\b")
-# The kind of answer a question asks for, and what a passage holding it must contain.
-_ASKS_NUMBER = re.compile(r"^\s*(how (much|many|large|big|long|far|fast)|what (is|was|were) the "
-                          r"(amount|sum|size|value|price|cost|number|total|figure|share))\b", re.I)
-_ASKS_DATE = re.compile(r"^\s*(when\b|(in )?what (year|month|day|date)\b|on what (day|date))", re.I)
-_DATE_WORDS = re.compile(r"\b(1[89]\d\d|20\d\d|" + "|".join(_MONTHS) + r"|monday|tuesday|"
-                         r"wednesday|thursday|friday|saturday|sunday|yesterday|today|last "
-                         r"(week|month|year|spring|summer|fall|autumn|winter))\b", re.I)
-_NOT_NAMES = frozenset(
-    "a an the what who whom whose when where why how which did does do is are was were will "
-    "would can could should has have had in on at of for to from by with and or but if i it its "
-    "this that these those there their they he she his her we our you your me my tell give list "
-    "name according after before during since about as".split()
-)
-_WEIGHTS = {"year": 2.0, "number": 1.5, "month": 1.0, "name": 1.0, "asks": 1.0}
-
-
-def anchors(question: str) -> tuple[tuple[str, str, float], ...]:
-    """Years, figures, months and proper names a question names, and the kind of answer it
-    asks for (a figure, a date): (kind, value, weight)."""
-    found: dict[tuple[str, str], float] = {}
-    if _ASKS_NUMBER.search(question):
-        found[("asks", "number")] = _WEIGHTS["asks"]
-    elif _ASKS_DATE.search(question):
-        found[("asks", "date")] = _WEIGHTS["asks"]
-    years = set(_YEAR.findall(question))
-    for y in _YEAR.findall(question):
-        found[("year", y)] = _WEIGHTS["year"]
-    for m in _NUMBER.finditer(question):
-        value = _number(m.group(1))
-        if value not in years:
-            found[("number", value)] = _WEIGHTS["number"]
-    for m in _MONTH.finditer(question):
-        found[("month", m.group(1).lower())] = _WEIGHTS["month"]
-    for m in _NAME.finditer(question):
-        word = m.group()
-        if word.lower() in _NOT_NAMES or word.lower() in _MONTHS:
-            continue
-        found[("name", word)] = _WEIGHTS["name"]
-    return tuple((kind, value, w) for (kind, value), w in found.items())
-
-
-def _number(text: str) -> str:
-    text = text.replace(",", "")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def anchor_match(anchor_list, passage: str, about: str = "") -> float:
-    """The weighted share (0..1) of a question's anchors found in a passage.
-
-    Years, figures, months and names also count when found in ``about`` (the article's title
-    and date); the kind of answer asked for must be in the passage itself. ``anchor_list`` is
-    what :func:`anchors` returns, or :func:`compile_anchors` of it (faster when reused).
-    """
-    if not anchor_list:
-        return 0.0
-    if not isinstance(anchor_list, _Compiled):
-        anchor_list = compile_anchors(anchor_list)
-    text = f"{about}\n{passage}"
-    numbers = None
-    got = 0.0
-    for kind, value, w, pattern in anchor_list.items:
-        if kind == "asks":
-            hit = pattern.search(passage) is not None
-        elif kind == "number":
-            if numbers is None:
-                numbers = {_number(n) for n in _NUMBER.findall(text)}
-            hit = value in numbers
-        else:
-            hit = pattern.search(text) is not None
-        got += w if hit else 0.0
-    return got / anchor_list.total
-
-
-class _Compiled:
-    def __init__(self, items):
-        self.items = items
-        self.total = sum(w for _, _, w, _ in items)
-
-    def __bool__(self):
-        return bool(self.items)
-
-
-def compile_anchors(anchor_list) -> _Compiled:
-    """Anchors with their matching patterns compiled once, for scoring many passages."""
-    items = []
-    for kind, value, w in anchor_list:
-        if kind == "asks":
-            pattern = _NUMBER if value == "number" else _DATE_WORDS
-        else:
-            pattern = re.compile(rf"\b{re.escape(value)}\b", re.IGNORECASE)
-        items.append((kind, value, w, pattern))
-    return _Compiled(tuple(items))
-
 
 class Index:
     """An opened index that answers ``search(question, k)`` with ranked :class:`Hit` s.
@@ -148,6 +46,7 @@ class Index:
         self._lock = threading.Lock()
         self.generation = None
         self._manifest_seen: tuple[int, int, int] | None = None
+        self._stemmer = english_stemmer()
         self.reload()
 
     @property
@@ -227,7 +126,7 @@ class Index:
             self._vids = np.array(chunk_vid, np.int64)
             self._row_of_vid = {int(v): i for i, v in enumerate(chunk_vid)}
             self._store_pos = {int(v): i for i, v in enumerate(store.ids)}
-            self._stemmer = english_stemmer()
+            self._by_id = {rec.id: rec for rec in articles}
             self.generation = manifest.get("generation")
 
     # -- search ---------------------------------------------------------------------------
@@ -239,44 +138,47 @@ class Index:
         return Chunk(id=f"{rec.id}:{ordinal}", article_id=rec.id, start=s, end=e,
                      text=rec.text[s:e], ordinal=ordinal)
 
-    def search(self, question: str, k: int | None = None, *, hybrid: bool = True,
+    def question(self, text: str, history=()) -> Question:
+        """The :class:`~rag.question.Question` for ``text``, analysed once and embedded with
+        this index's embedder (the same way its passages were)."""
+        return analyze(text, history, self.embedder, self._stemmer)
+
+    def search(self, question: str | Question, k: int | None = None, *, hybrid: bool = True,
                news: bool = True) -> tuple[Hit, ...]:
-        """The ``k`` best passages for ``question``, best first.
+        """The ``k`` best passages for ``question`` (a text, or a :class:`Question` already
+        analysed), best first.
 
         ``hybrid=False`` uses the dense retriever alone; ``news=False`` turns off the
         news-aware boost (both for measuring what they add).
         """
-        question = validate_question(question)
+        if not isinstance(question, Question):
+            question = self.question(question)
         k = k or self.settings.k
-        qv = self.embedder.embed_query(question)
-        return self.search_vector(question, qv, k, hybrid=hybrid, news=news)
-
-    def search_vector(self, question: str, qv: np.ndarray, k: int, *, hybrid: bool = True,
-                      news: bool = True) -> tuple[Hit, ...]:
-        """As :meth:`search`, with the question already embedded."""
         with self._lock:
+            qv = question.vector
+            if qv is None:
+                qv = self.embedder.embed_query(question.retrieval_text)
             n = max(CANDIDATES, 4 * k)
             fused: dict[int, float] = {}
             dense_scores, dense_ids = self.store.search(qv, n)
             for rank, vid in enumerate(dense_ids, 1):
                 fused[int(vid)] = 1.0 / (RRF_K + rank)
             bm25_score: dict[int, float] = {}
-            if hybrid and self.bm25 is not None:
-                tokens = bm25_tokens(question, self._stemmer)
-                if tokens:
-                    n_docs = len(self._vids)
-                    docs, scores = self.bm25.retrieve([tokens], k=min(n, n_docs),
-                                                      show_progress=False, n_threads=0)
-                    rank = 0
-                    for doc, score in zip(docs[0], scores[0]):
-                        if score <= 0:
-                            break
-                        rank += 1
-                        vid = int(self._vids[doc])
-                        bm25_score[vid] = float(score)
-                        fused[vid] = fused.get(vid, 0.0) + 1.0 / (RRF_K + rank)
+            if hybrid and self.bm25 is not None and question.bm25_tokens:
+                n_docs = len(self._vids)
+                docs, scores = self.bm25.retrieve([list(question.bm25_tokens)],
+                                                  k=min(n, n_docs), show_progress=False,
+                                                  n_threads=0)
+                rank = 0
+                for doc, score in zip(docs[0], scores[0]):
+                    if score <= 0:
+                        break
+                    rank += 1
+                    vid = int(self._vids[doc])
+                    bm25_score[vid] = float(score)
+                    fused[vid] = fused.get(vid, 0.0) + 1.0 / (RRF_K + rank)
             boost: dict[int, float] = {}
-            found = compile_anchors(anchors(question)) if news else ()
+            found = compile_anchors(question.anchors) if news else ()
             if found:
                 for vid in fused:
                     row = self._row_of_vid[vid]
@@ -297,22 +199,16 @@ class Index:
                                 rank=rank))
             return tuple(hits)
 
+    def article_text(self, article_id: str) -> str:
+        """The whole text of an indexed article ("" when there is none by that id)."""
+        rec = self._by_id.get(article_id)
+        return rec.text if rec is not None else ""
+
     def stats(self) -> dict:
         """Articles, chunks, embedder and last update, for status displays."""
         m = self.manifest
         return {"articles": m["counts"]["articles"], "chunks": m["counts"]["chunks"],
                 "embedder": m["embedder"], "store": m["store"], "updated_at": m["updated_at"]}
-
-
-def validate_question(question: str) -> str:
-    if not isinstance(question, str) or not question.strip():
-        raise QueryError("the question is empty; type a question about the articles")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise QueryError(
-            f"the question is {len(question)} characters long; keep it under "
-            f"{MAX_QUESTION_CHARS}"
-        )
-    return question.strip()
 
 
 def open_index(folder: str | Path | None = None, **settings) -> Index:

@@ -90,10 +90,25 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class ShortAnswer:
+    """The answer in a few words (a name, a date, an amount): ``text`` is
+    ``article_text[start:end]`` of article ``doc_id``, inside the sentence that citation
+    ``citation`` quotes."""
+
+    text: str
+    doc_id: str
+    start: int
+    end: int
+    citation: int
+
+
+@dataclass(frozen=True)
 class Answer:
     """A checked answer. ``text`` carries ``[n]`` markers numbered in order of first use;
-    ``dropped`` holds generated sentences that failed the support check; ``timings`` are in
-    milliseconds (``retrieve_ms``, ``generate_ms``, ``total_ms``)."""
+    ``short_answer`` is the answer in a few words (None for why/how questions and when it
+    abstained); ``answer_type`` is the kind of answer the question expects; ``dropped`` holds
+    generated sentences that failed the support check; ``timings`` are in milliseconds
+    (``retrieve_ms``, ``generate_ms``, ``total_ms``)."""
 
     question: str
     text: str
@@ -104,6 +119,8 @@ class Answer:
     timings: tuple[tuple[str, float], ...] = ()
     hits: tuple[Hit, ...] = ()
     query: str = ""
+    short_answer: ShortAnswer | None = None
+    answer_type: str = ""
 
     def timing(self) -> dict[str, float]:
         return dict(self.timings)

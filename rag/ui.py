@@ -68,6 +68,9 @@ CSS = """
 .rag-source:target {outline: 3px solid #2563eb;}
 .rag-source-head {font-size: .9em; margin-bottom: .3em;}
 .rag-source mark {background: #fde68a; color: inherit; padding: 0 .1em;}
+.rag-source mark .rag-short {background: #f59e0b; color: #1f2937; font-weight: 700;
+  border-radius: 2px; padding: 0 .1em;}
+.rag-answer-short {font-weight: 700;}
 .rag-turn {font-weight: 600; margin-top: .8em;}
 .rag-dropped {font-size: .85em; color: #6b7280;}
 """
@@ -95,7 +98,12 @@ def render_answer(answer: Answer, turn: int) -> str:
                 f"{html.escape(answer.text)}</div>")
     cited = {c.n for c in answer.citations}
     parts, at = [], 0
-    for m in _MARKER.finditer(answer.text):
+    short = answer.short_answer
+    if short and answer.text.startswith(short.text):
+        # the short answer comes first: shown in bold
+        parts.append(f'<strong class="rag-answer-short">{md_text(short.text)}</strong>')
+        at = len(short.text)
+    for m in _MARKER.finditer(answer.text, at):
         parts.append(md_text(answer.text[at:m.start()]))
         n = int(m.group(1))
         parts.append(f'<a class="rag-cite" href="#{_anchor(turn, n)}">[{n}]</a>' if n in cited
@@ -130,11 +138,18 @@ def render_sources(answer: Answer, turn: int) -> str:
     if not answer.citations:
         return head + "<p>No sources: the articles don't answer this.</p>"
     blocks = [head]
+    short = answer.short_answer
     for c in answer.citations:
         s = max(0, c.start - c.chunk_start)
         e = min(len(c.text), c.end - c.chunk_start)
-        passage = (f"{html.escape(c.text[:s])}<mark>{html.escape(c.text[s:e])}</mark>"
-                   f"{html.escape(c.text[e:])}")
+        inner = html.escape(c.text[s:e])
+        if short and short.citation == c.n and short.doc_id == c.doc_id and \
+                c.start <= short.start < short.end <= c.end:
+            # the short answer's own words, highlighted inside the supporting sentence
+            a, b = short.start - c.chunk_start, short.end - c.chunk_start
+            inner = (f"{html.escape(c.text[s:a])}<strong class=\"rag-short\">"
+                     f"{html.escape(c.text[a:b])}</strong>{html.escape(c.text[b:e])}")
+        passage = f"{html.escape(c.text[:s])}<mark>{inner}</mark>{html.escape(c.text[e:])}"
         meta = [f"<strong>{html.escape(c.title or c.doc_id)}</strong>"]
         if c.date:
             meta.append(html.escape(c.date))

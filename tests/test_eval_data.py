@@ -10,7 +10,7 @@ from conftest import NEWSBENCH, REPO, SEED_CORPUS
 from rag.errors import RagError
 from rag.evaluate import KINDS, load_gold
 from rag.load import load_corpus
-from rag.pipeline import retrieval_query
+from rag.question import retrieval_query
 
 SEED_GOLD = REPO / "eval" / "gold.jsonl"
 NB_GOLD = NEWSBENCH / "gold.jsonl"

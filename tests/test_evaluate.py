@@ -29,7 +29,7 @@ from rag.evaluate import (
     thresholds_for,
     token_f1,
 )
-from rag.types import Answer, Chunk, Citation, Hit
+from rag.types import Answer, Chunk, Citation, Hit, ShortAnswer
 
 # -- hand-made answers -------------------------------------------------------------------------
 
@@ -214,6 +214,57 @@ def test_abstention_rates_and_latency():
     assert list(by_kind) == ["number", "unanswerable"]
     assert by_kind["unanswerable"]["abstain_rate"] == 0.5
     assert by_kind["number"]["false_abstain_rate"] == 0.25
+
+
+def test_exact_match():
+    assert ev.exact_match("Northgate Capital", ["Northgate Capital", "Northgate"])
+    assert ev.exact_match("$45 million", ["45 million"])
+    assert not ev.exact_match("Capital", ["Northgate Capital"])
+    assert not ev.exact_match("", ["x"])
+
+
+def short(text: str, start: int = 0) -> ShortAnswer:
+    return ShortAnswer(text, "doc-1", start, start + len(text), 1)
+
+
+def test_short_answer_figures_count_only_items_that_expect_one():
+    right = Answer(question="q", text="$600 million — it poured $600 million [1].",
+                   citations=(cite(1, *A1),), abstained=False, timings=(("total_ms", 1.0),),
+                   short_answer=short("$600 million"))
+    partly = Answer(question="q", text="600 — it poured $600 million [1].",
+                    citations=(cite(1, *A1),), abstained=False, timings=(("total_ms", 1.0),),
+                    short_answer=short("600 million dollars"))
+    none = answer("Alibaba led a group [1].", [cite(1, *A1)])
+    why = item(kind="why/how", answers=("poured $600 million",))
+    results = [score_answer(item(), right, SPANS), score_answer(item(), partly, SPANS),
+               score_answer(item(), none, SPANS), score_answer(why, none, SPANS)]
+    f = summarise(results)
+    assert f["short_items"] == 3  # the why/how item expects sentences, not a short answer
+    assert f["short_em"] == round(1 / 3, 4)
+    # "600 million dollars" against "$600 million": 2 of 3 words, F1 0.8; no short answer: 0
+    assert f["short_f1"] == round((1.0 + 0.8 + 0.0) / 3, 4)
+    assert results[0].short == "$600 million" and results[2].short is None
+
+
+def test_a_conflict_is_right_only_with_every_value():
+    conflict = GoldItem(id="c", question="q", answers=("$1.2 billion", "$1.34 billion"),
+                        evidence=(EVIDENCE,), kind="conflict",
+                        all_of=("$1.2 billion", "$1.34 billion"))
+    both = answer("$1.34 billion — the articles differ: $1.34 billion (2022) [1]; $1.2 billion "
+                  "(2021) [1].", [cite(1, *A1)])
+    one = answer("$1.34 billion [1].", [cite(1, *A1)])
+    assert score_answer(conflict, both, SPANS).correct
+    assert not score_answer(conflict, one, SPANS).correct
+
+
+def test_gold_items_name_their_files_and_expected_type(tmp_path):
+    path = tmp_path / "g.jsonl"
+    path.write_text(json.dumps({"id": "1", "question": "q", "answers": ["a"], "evidence": ["e"],
+                                "kind": "conflict", "type": "money", "docs": ["a.md", "b.md"],
+                                "all_of": ["a", "b"]}) + "\n")
+    (g,) = ev.load_gold(path)
+    assert g.files == ("a.md", "b.md") and g.type == "money" and g.all_of == ("a", "b")
+    assert g.wants_short
 
 
 def test_summarise_empty_figures_are_none():

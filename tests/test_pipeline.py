@@ -13,7 +13,8 @@ from rag import Settings, build_index
 from rag.cite import Verifier, assemble, key_terms, split_answer
 from rag.cli import main
 from rag.errors import QueryError
-from rag.pipeline import ABSTAIN_TEXT, Pipeline, answer_json, retrieval_query
+from rag.pipeline import ABSTAIN_TEXT, Pipeline, answer_json
+from rag.question import retrieval_query
 from rag.retrieve import Index
 from rag.types import Answer
 

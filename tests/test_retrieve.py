@@ -9,11 +9,14 @@ import pytest
 from conftest import NEWSBENCH, REPO, SEED_CORPUS
 
 import rag.retrieve
+import rag.textrules
 from rag import build_index
 from rag.config import Settings
 from rag.errors import QueryError
 from rag.evaluate import load_gold, retrieval_metrics
-from rag.retrieve import Index, anchor_match, anchors, validate_question
+from rag.question import validate_question
+from rag.retrieve import Index
+from rag.textrules import anchor_match, anchors
 from rag.types import Article, Chunk, Hit
 
 ALIBABA = "How much did the Alibaba-led group invest in SenseTime?"
@@ -125,7 +128,7 @@ def test_anchors_doctest():
     assert anchors("How much did Harbor Robotics raise in March 2021?") == (
         ("asks", "number", 1.0), ("year", "2021", 2.0), ("month", "march", 1.0),
         ("name", "Harbor", 1.0), ("name", "Robotics", 1.0))
-    result = doctest.testmod(rag.retrieve, verbose=False)
+    result = doctest.testmod(rag.textrules, verbose=False)
     assert result.attempted >= 1 and result.failed == 0
 
 

@@ -1,0 +1,886 @@
+"""The reader: from the best passages to a short answer, or to an honest "don't say".
+
+For a :class:`~rag.question.Question` and its retrieved passages, the reader
+
+1. splits the passages into sentences and finds typed candidates in them
+   (:func:`rag.spans.find_spans`); both depend only on the passage, so they are computed once
+   and kept, with the sentences' embeddings;
+2. keeps candidates of a kind that fits the expected answer type, that the question does not
+   already contain, and whose article matches the question's years and names;
+3. scores each by its sentence's relevance (embedding similarity and the question's focus
+   terms, synonyms included), its kind, its closeness to the focus terms, and its passage's
+   rank, then adds up agreement: the same normalised value found in several sentences and
+   articles is stronger;
+4. abstains when the evidence does not hold: no candidate of the expected kind near the focus
+   terms, a required focus term ("population", "revenue", "CEO") that the supporting sentence
+   does not speak of, or a best score under the calibrated threshold;
+5. notices two strong values from articles of different dates: a question about the current
+   state takes the newest ("as of DATE"); any other says that the articles differ.
+
+Why/how questions (and questions whose kind the rules cannot tell) are answered with their
+best supporting sentences instead of a short answer.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .cite import PassageSentence, passage_sentences
+from .question import SYNONYMS, Question
+from .spans import Span, find_spans, lead_end
+from .textrules import year_in
+from .types import Hit
+
+#: Passages read per question (more than are usually shown: the answer is often in the
+#: 6th-10th passage when the first ones are about the same story in another year).
+READ_HITS = 10
+PASSAGE_CACHE = 4096
+
+#: How well a span kind fits an expected answer type (0 = never an answer).
+COMPATIBLE: dict[str, dict[str, float]] = {
+    "person": {"person": 1.0, "name": 0.55, "organization": 0.4, "work": 0.2},
+    "organization": {"organization": 1.0, "name": 0.6, "person": 0.3, "place": 0.4,
+                     "work": 0.2},
+    "place": {"place": 1.0, "name": 0.55, "organization": 0.45},
+    "date": {"date": 1.0},
+    "money": {"money": 1.0, "number": 0.35},
+    "number": {"number": 1.0, "money": 0.4, "percent": 0.3, "duration": 0.3},
+    "percent": {"percent": 1.0, "number": 0.25},
+    "duration": {"duration": 1.0, "number": 0.3, "date": 0.1},
+    "title": {"title": 1.0},
+    "work": {"work": 1.0, "name": 0.55, "organization": 0.3},
+}
+#: Question types answered with sentences, not a short answer.
+SENTENCE_TYPES = ("description", "other")
+#: The kind each answer type is best answered by.
+IDEAL_KIND = {t: t for t in COMPATIBLE}
+
+#: What a candidate is scored on (see :meth:`Reader.candidates`).
+FEATURES = ("sim", "focus", "named", "context_named", "fit", "ideal_kind", "near_focus",
+            "near_name", "rank", "dense", "unit", "other_year", "year_here", "articles",
+            "mentions", "lead", "question_overlap", "top_sentence", "relative_date",
+            "other_unit", "negated", "focus_window", "names_window", "named_gap", "focus_gap",
+            "sim_gap", "after_focus", "before_focus", "cover", "rare", "rare_gap", "attached",
+            "recency", "precision")
+#: What a why/how answer sentence is scored on.
+SENTENCE_FEATURES = ("sim", "focus", "named", "context_named", "cause", "rank", "dense", "lead",
+                     "top_sentence", "negated", "focus_window", "names_window", "named_gap",
+                     "focus_gap", "sim_gap", "cause_focus", "after_top", "rare", "rare_gap")
+# Logistic weights of the features, fitted on the dev split by bench/calibrate_reader.py (the
+# held-out split plays no part), and the bias.
+WEIGHTS = {"sim": 1.667, "focus": -0.450, "named": -0.431, "context_named": -0.168, "fit": 0.773,
+           "ideal_kind": 1.879, "near_focus": 1.046, "near_name": -0.296, "rank": 1.303,
+           "dense": -0.534, "unit": -0.565, "other_year": -1.999, "year_here": -0.344,
+           "articles": -1.119, "mentions": 0.313, "lead": 0.210, "question_overlap": -0.274,
+           "top_sentence": -0.041, "relative_date": -1.333, "other_unit": -1.887,
+           "negated": -0.157, "focus_window": 0.212, "names_window": 0.517, "named_gap": 1.115,
+           "focus_gap": -0.391, "sim_gap": -1.831, "after_focus": 0.428, "before_focus": 0.438,
+           "cover": 0.422, "rare": 1.710, "rare_gap": -1.047, "attached": 0.397, "recency": 0.877,
+           "precision": 1.981}
+BIAS = -4.564
+SENTENCE_WEIGHTS = {"sim": 0.649, "focus": 0.572, "named": -0.185, "context_named": 0.450,
+                    "cause": 1.274, "rank": 0.656, "dense": 0.554, "lead": -0.432,
+                    "top_sentence": 0.059, "negated": -0.064, "focus_window": 1.310,
+                    "names_window": -0.183, "named_gap": -0.271, "focus_gap": 0.099,
+                    "sim_gap": -0.644, "cause_focus": 0.063, "after_top": 0.785, "rare": 1.440,
+                    "rare_gap": -1.168}
+SENTENCE_BIAS = -2.931
+#: Abstain when the best candidate's probability of being the answer is below this; calibrated
+#: on the dev split to keep false abstentions at or under 8%.
+MIN_PROBABILITY = 0.219
+MIN_SENTENCE_PROBABILITY = 0.138
+#: A why/how answer takes the next sentence too when it is at least this share as probable.
+NEXT_SENTENCE_SHARE = 0.3
+#: A second value from an article of another date is a real disagreement when the reader gives
+#: it at least this probability (calibrated on the dev split's conflict and latest questions).
+CONFLICT_MIN = 0.07
+
+_WORD = re.compile(r"\w+(?:[-'’]\w+)*")
+#: A sentence starting within this many characters of its article's start is its lead.
+LEAD_CHARS = 300
+_YEAR_NEAR = re.compile(r"\b(?:1[89]\d\d|20\d\d)(?:[-/\u2013](?:(?:19|20)?\d\d)\b)?")
+#: Words matched as they are written, not by stem: "founded" and "found" share a stem.
+_EXACT_WORDS = frozenset({"founded", "found"})
+#: A sentence that says the asked fact was not given is no answer to it.
+_NOT_GIVEN = re.compile(
+    r"\b(did not|didn't|does not|doesn't|would not|wouldn't|will not|declined to|refused to|"
+    r"has not|have not|had not|was not|were not)\s+(?:\w+\s+){0,2}?(give|disclose|reveal|say|"
+    r"comment|specify|provide|name|confirm|release|publish|report|announced?|disclosed|"
+    r"given|made public)\b|\bnot (?:been )?(?:disclosed|revealed|made public|given|announced)|"
+    r"\bundisclosed\b|\bwithout (?:giving|disclosing|naming)\b", re.I)
+_LAST_YEAR = re.compile(r"(?:in |for )?(last year|a year earlier|the previous year|the year "
+                        r"before|previous year)\b", re.I)
+_CAUSE = re.compile(r"\b(because|due to|owing to|after|since|as a result|so that|in order to|"
+                    r"citing|blamed|reason|caused|led to|thanks to|amid|following|to make|"
+                    r"to avoid|to cut|to reduce|to save|to win|to free|to meet|to protect|"
+                    r"to keep|to spend|to focus|to fund|said it was|so\b)", re.I)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A passage sentence with what the reader needs of it, question-independent."""
+
+    ref: PassageSentence
+    spans: tuple[Span, ...]        # in article coordinates
+    words: tuple[tuple[int, str], ...]  # (offset in the sentence, stem), in order
+    lower: str
+
+    @property
+    def text(self) -> str:
+        return self.ref.text
+
+
+@dataclass(frozen=True)
+class Passage:
+    """The sentences of one retrieved passage and their embeddings."""
+
+    sentences: tuple[Sentence, ...]
+    vectors: np.ndarray | None
+    snippet_date_end: int  # in article coordinates: a leading "Mar 3, 2024 ..." date ends here
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A passage sentence scored for one question.
+
+    ``score`` ranks sentences by relevance (similarity plus focus terms and names held);
+    ``focus``, ``named`` and ``context_named`` are the shares of the question's focus terms and
+    names in the sentence (names: also in the passage and its article's title);
+    ``focus_at`` and ``names_at`` are where they occur; ``missing`` lists the required focus
+    terms the sentence lacks; ``focus_window`` and ``names_window`` are the shares found in the
+    sentence with its neighbours; ``negated`` is set when it says the fact was not given ("did
+    not disclose", "declined to say").
+    """
+
+    score: float
+    sentence: Sentence
+    hit_index: int
+    sim: float
+    focus: float
+    named: float
+    context_named: float
+    focus_at: tuple[int, ...]
+    names_at: tuple[int, ...]
+    missing: tuple[str, ...]
+    focus_window: float = 0.0
+    names_window: float = 0.0
+    negated: bool = False
+    terms_at: tuple[tuple[int, int], ...] = ()  # (focus term or name index, offset)
+    rare: float = 0.0  # the question's terms it holds, each weighted by how few sentences do
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A typed span of a passage sentence, with its features and its probability of being
+    the answer."""
+
+    span: Span
+    scored: Scored
+    features: tuple[float, ...]
+    probability: float = 0.0
+
+    @property
+    def sentence(self) -> Sentence:
+        return self.scored.sentence
+
+    @property
+    def hit_index(self) -> int:
+        return self.scored.hit_index
+
+    def feature(self, name: str) -> float:
+        return self.features[FEATURES.index(name)]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the reader concluded.
+
+    ``mode`` is ``answer`` (a short answer: ``best``), ``latest`` (the newest of values that
+    changed over time: ``best``, with ``others`` older), ``conflict`` (articles of different
+    dates disagree: ``best`` and ``others``), ``sentences`` (why/how: ``sentences``) or
+    ``abstain`` (``reason`` says why).
+    """
+
+    mode: str
+    best: Candidate | None = None
+    others: tuple[Candidate, ...] = ()
+    sentences: tuple[tuple[Sentence, int], ...] = ()
+    reason: str = ""
+    scored: tuple[tuple[float, Sentence, int], ...] = field(default=(), repr=False)
+    probability: float = 0.0
+    #: every candidate considered (short answers), or every usable sentence with its
+    #: features and probability (why/how): what bench/calibrate_reader.py fits on
+    candidates: tuple[Candidate, ...] = field(default=(), repr=False)
+    options: tuple[tuple[tuple[float, ...], float, Scored], ...] = field(default=(), repr=False)
+
+
+def _stem_words(stemmer, words: list[str]) -> list[str]:
+    return stemmer.stemWords(words) if stemmer is not None else words
+
+
+class Reader:
+    """Reads the passages of an index (anything with an ``embedder`` and an
+    ``article_text(article_id)``, such as :class:`rag.retrieve.Index`) for questions.
+
+    Each passage's analysis is kept (an LRU of ``PASSAGE_CACHE`` passages, keyed by article,
+    offset and text, so an edited article is never stale).
+    """
+
+    def __init__(self, index, stemmer=None):
+        self.index = index
+        self.stemmer = stemmer
+        self._cache: OrderedDict[tuple, Passage] = OrderedDict()
+        self._stems_for: tuple[Question, list] | None = None
+
+    def article_text(self, article_id: str) -> str:
+        return self.index.article_text(article_id)
+
+    def clear_cache(self) -> None:
+        """Forget every passage's analysis (for measuring a cold read)."""
+        self._cache.clear()
+
+    # -- passages -----------------------------------------------------------------------------
+
+    def passages(self, hits: Sequence[Hit]) -> list[Passage]:
+        """The analysis of each hit's passage, computed once per passage."""
+        keys = [(h.chunk.article_id, h.chunk.start, h.chunk.text) for h in hits]
+        missing = [(k, h) for k, h in zip(keys, hits) if k not in self._cache]
+        if missing:
+            per_hit = [passage_sentences((h,)) for _, h in missing]
+            texts = [s.text for sents in per_hit for s in sents]
+            vectors = self.index.embedder.embed(texts) if texts else None
+            at = 0
+            for (key, h), sents in zip(missing, per_hit):
+                vecs = vectors[at:at + len(sents)] if sents else None
+                at += len(sents)
+                self._cache[key] = self._analyse(h, sents, vecs)
+        out = []
+        for key in keys:
+            self._cache.move_to_end(key)
+            out.append(self._cache[key])
+        while len(self._cache) > PASSAGE_CACHE:
+            self._cache.popitem(last=False)
+        return out
+
+    def _analyse(self, hit: Hit, sents: list[PassageSentence], vectors) -> Passage:
+        text = hit.chunk.text
+        base = hit.chunk.start
+        spans = find_spans(text)
+        snippet_end = base + lead_end(text) if hit.chunk.start == 0 else -1
+        out = []
+        for s in sents:
+            words = [(m.start(), m.group().lower()) for m in _WORD.finditer(s.text)]
+            stems = _stem_words(self.stemmer, [w for _, w in words])
+            inside = tuple(sp.shifted(base) for sp in spans
+                           if s.start <= sp.start + base and sp.end + base <= s.end)
+            out.append(Sentence(s, inside, tuple((o, st) for (o, _), st in zip(words, stems)),
+                                s.text.lower()))
+        return Passage(tuple(out), vectors, snippet_end)
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def _focus_stems(self, question: Question):
+        """Each focus term's stemmed single-word variants and its phrases (computed once per
+        question)."""
+        cached = self._stems_for
+        if cached is not None and cached[0] is question:
+            return cached[1]
+        out = []
+        for f in question.focus:
+            singles = [v for v in f.variants if " " not in v and v not in _EXACT_WORDS]
+            phrases = tuple(v for v in f.variants if " " in v or v in _EXACT_WORDS)
+            out.append((frozenset(_stem_words(self.stemmer, singles)), phrases))
+        self._stems_for = (question, out)
+        return out
+
+    def _match(self, question: Question, sentence: Sentence):
+        """Which focus terms and names of the question the sentence holds: (focus offsets,
+        name offsets, set of focus indexes found, set of name indexes found)."""
+        focus_at: list[int] = []
+        terms_at: list[tuple[int, int]] = []
+        found_focus, found_names = set(), set()
+        for k, (words, phrases) in enumerate(self._focus_stems(question)):
+            hit = [o for o, st in sentence.words
+                   if st not in _AMBIGUOUS_STEMS and (st in words or _prefix_match(st, words))]
+            hit += [at for p in phrases if (at := _find_name(p, sentence.lower)) >= 0]
+            if hit:
+                found_focus.add(k)
+                focus_at.extend(hit)
+                terms_at += [(k, o) for o in hit]
+        names_at: list[int] = []
+        n_focus = len(question.focus)
+        for k, n in enumerate(question.names):
+            at = _find_name(n.lower(), sentence.lower)
+            if at >= 0:
+                found_names.add(k)
+                names_at.append(at)
+                terms_at.append((n_focus + k, at))
+        return tuple(focus_at), tuple(names_at), found_focus, found_names, tuple(terms_at)
+
+    def _negates_focus(self, question: Question, sentence: Sentence) -> bool:
+        """Whether the sentence says that a fact the question asks about was not given: a
+        focus term within a few words after "did not disclose", "declined to give"..."""
+        stems = self._focus_stems(question)
+        for m in _NOT_GIVEN.finditer(sentence.text):
+            window = sentence.text[m.start():m.end() + 40].lower()
+            words = _stem_words(self.stemmer, _WORD.findall(window))
+            if any(w in ws or any(p in window for p in ps) for ws, ps in stems for w in words):
+                return True
+            if not question.focus:
+                return True
+        return False
+
+    def _share(self, question: Question, found: set[int]) -> float:
+        weights = [1.5 if f.required else 1.0 for f in question.focus]
+        return sum(weights[k] for k in found) / sum(weights) if weights else 0.0
+
+    def score_sentences(self, question: Question, hits: Sequence[Hit],
+                        passages: Sequence[Passage] | None = None) -> list[Scored]:
+        """Every sentence of the passages scored for relevance to the question, best first
+        (a sentence repeated by overlapping passages once)."""
+        passages = passages if passages is not None else self.passages(hits)
+        qv = question.vector
+        n_names = len(question.names)
+        out, rows = [], []
+        seen: set[tuple[str, int]] = set()
+        for i, (h, p) in enumerate(zip(hits, passages)):
+            if not p.sentences:
+                continue
+            sims = (p.vectors @ qv) if (qv is not None and p.vectors is not None) else \
+                np.zeros(len(p.sentences))
+            context = f"{h.article.get('title', '')}\n{h.chunk.text}".lower()
+            in_context = (sum(_find_name(n.lower(), context) >= 0 for n in question.names)
+                          / n_names) if n_names else 0.0
+            matched = [self._match(question, sent) for sent in p.sentences]
+            for j, (sent, sim) in enumerate(zip(p.sentences, sims)):
+                key = (h.chunk.article_id, sent.ref.start)
+                if key in seen:
+                    continue
+                seen.add(key)
+                rows.append((i, j, sent, float(sim), in_context, matched))
+        # question terms held by few of the read sentences tell them apart best
+        n_terms = len(question.focus) + n_names
+        df = [0] * n_terms
+        for i, j, sent, sim, in_context, matched in rows:
+            for t in {k for k, _ in matched[j][4]}:
+                df[t] += 1
+        idf = [math.log(1 + len(rows) / d) if d else 0.0 for d in df]
+        for i, j, sent, sim, in_context, matched in rows:
+            focus_at, names_at, found_focus, found_names, terms_at = matched[j]
+            window = matched[max(0, j - 1):j + 2]
+            focus = self._share(question, found_focus)
+            named = len(found_names) / n_names if n_names else 0.0
+            missing = tuple(f.word for k, f in enumerate(question.focus)
+                            if f.required and k not in found_focus)
+            found = {k for k, _ in terms_at}
+            rare = sum(idf[k] for k in found) / sum(idf) if sum(idf) else 0.0
+            score = sim + 0.45 * focus + 0.2 * named
+            out.append(Scored(
+                score, sent, i, sim, focus, named, in_context, focus_at, names_at, missing,
+                focus_window=self._share(question, set().union(*(m[2] for m in window))),
+                names_window=(len(set().union(*(m[3] for m in window))) / n_names
+                              if n_names else 0.0),
+                negated=bool(_NOT_GIVEN.search(sent.text)), terms_at=terms_at, rare=rare))
+        out.sort(key=lambda x: -x.score)
+        return out
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read(self, question: Question, hits: Sequence[Hit]) -> Reading:
+        """The reader's conclusion for ``question`` over ``hits`` (best first)."""
+        hits = tuple(hits)[:READ_HITS]
+        if not hits:
+            return Reading("abstain", reason="no passages")
+        passages = self.passages(hits)
+        scored = self.score_sentences(question, hits, passages)
+        if not scored:
+            return Reading("abstain", reason="no sentences")
+        keep = tuple((x.score, x.sentence, x.hit_index) for x in scored)
+        if question.about:
+            lead = _lead_of(question.about, hits, passages)
+            if lead:
+                return Reading("sentences", sentences=lead, scored=keep, probability=1.0)
+        article_ok = self._article_filter(question, hits)
+        usable = [x for x in scored if not x.missing and article_ok(x.hit_index, x.sentence)]
+        if question.answer_type in SENTENCE_TYPES:
+            return self._sentences(question, usable, scored, hits, keep)
+        return self._short(question, hits, passages, usable, scored, keep)
+
+    def _article_filter(self, question: Question, hits: Sequence[Hit]):
+        """Whether a hit's article can answer: it names the question's names (in its title or
+        text) and, for a question that names a year, is from that year or says it."""
+        cache: dict[str, bool] = {}
+        names = [n.lower() for n in question.names]
+
+        def ok(i: int, sentence: Sentence | None = None) -> bool:
+            h = hits[i]
+            aid = h.chunk.article_id
+            if aid not in cache:
+                body = (f"{h.article.get('title', '')}\n{self.article_text(aid) or h.chunk.text}"
+                        ).lower()
+                cache[aid] = all(_find_name(n, body) >= 0 for n in names)
+            if not cache[aid]:
+                return False
+            if question.years:
+                date = h.article.get("date", "") or ""
+                title = h.article.get("title", "") or ""
+                text = sentence.text if sentence is not None else h.chunk.text
+                for y in question.years:
+                    if year_in(y, text) or year_in(y, title) or date[:4] in y.split("-") or \
+                            ("-" in y and date[:4] == y[:2] + y.split("-")[1]):
+                        continue
+                    # a report on last year's figures ("net profit fell last year")
+                    if date[:4].isdigit() and y.isdigit() and int(date[:4]) == int(y) + 1 and \
+                            _LAST_YEAR.search(text):
+                        continue
+                    if not date[:4] and year_in(y, h.chunk.text):
+                        continue
+                    return False
+            return True
+
+        return ok
+
+    def sentence_features(self, question: Question, x: Scored, hits: Sequence[Hit],
+                          top: Scored, best: dict) -> tuple[float, ...]:
+        """The features of a why/how answer sentence (:data:`SENTENCE_FEATURES`); ``top`` is
+        the most relevant sentence, ``best`` the best focus, name and similarity shares of any
+        usable sentence."""
+        h = hits[x.hit_index]
+        cause = 1.0 if _CAUSE.search(x.sentence.text) else 0.0
+        values = {
+            "named_gap": best["named"] - x.named, "focus_gap": best["focus"] - x.focus,
+            "sim_gap": best["sim"] - x.sim, "cause_focus": cause * x.focus_window,
+            "rare": x.rare, "rare_gap": best["rare"] - x.rare,
+            "after_top": 1.0 if (x.hit_index == top.hit_index and
+                                 0 <= x.sentence.ref.start - top.sentence.ref.end <= 2) else 0.0,
+            "sim": x.sim, "focus": x.focus, "named": x.named, "context_named": x.context_named,
+            "cause": cause,
+            "rank": 1.0 / (1 + x.hit_index), "dense": h.dense or 0.0,
+            "lead": 1.0 if x.sentence.ref.start < LEAD_CHARS else 0.0,
+            "top_sentence": 1.0 if x is top else 0.0,
+            "negated": 1.0 if x.negated else 0.0, "focus_window": x.focus_window,
+            "names_window": x.names_window,
+        }
+        return tuple(values[f] for f in SENTENCE_FEATURES)
+
+    def _sentences(self, question, usable, scored, hits, keep) -> Reading:
+        if not usable:
+            return Reading("abstain", reason="no sentence speaks of the question's terms",
+                           scored=keep)
+        best = _best_shares(usable)
+        feats = [self.sentence_features(question, x, hits, scored[0], best) for x in usable]
+        probs = _softmax_with_null([_score(f, SENTENCE_FEATURES, SENTENCE_WEIGHTS, SENTENCE_BIAS)
+                                    for f in feats])
+        options = sorted(zip(feats, probs, usable), key=lambda t: -t[1])
+        ranked = [(p, x) for _, p, x in options]
+        p, best = ranked[0]
+        if p < MIN_SENTENCE_PROBABILITY:
+            return Reading("abstain", reason=f"best sentence has p={p:.2f}", scored=keep,
+                           probability=p, options=tuple(options))
+        chosen = [(best.sentence, best.hit_index)]
+        # the next sentence of the same passage, when it carries on the same thought or gives
+        # the reason the chosen one does not
+        for q, x in ranked[1:]:
+            if (x.hit_index == best.hit_index and
+                    0 <= x.sentence.ref.start - best.sentence.ref.end <= 2 and
+                    (q >= p * NEXT_SENTENCE_SHARE or (_CAUSE.search(x.sentence.text) and
+                                                      not _CAUSE.search(best.sentence.text)))):
+                chosen.append((x.sentence, x.hit_index))
+                break
+        return Reading("sentences", sentences=tuple(chosen), scored=keep, probability=p,
+                       options=tuple(options))
+
+    def candidates(self, question: Question, hits: Sequence[Hit],
+                   passages: Sequence[Passage], usable: Sequence[Scored],
+                   top: float) -> list[Candidate]:
+        """Every candidate answer in the usable sentences, with its features
+        (:data:`FEATURES`) and probability: spans of a kind that fits the expected type,
+        not already in the question, not a search result's or wire story's dateline."""
+        compat = COMPATIBLE.get(question.answer_type, {})
+        ideal = IDEAL_KIND.get(question.answer_type)
+        q_low = question.text.lower()
+        q_words = set(_WORD.findall(q_low))
+        units = set()
+        for words, _ in self._focus_stems(question):
+            units |= words
+        raw = []
+        for x in usable:
+            sent, i = x.sentence, x.hit_index
+            lead = passages[i].snippet_date_end
+            if x.negated and self._negates_focus(question, sent):
+                continue  # "did not give revenue figures" answers no revenue question
+            for sp in sent.spans:
+                fit = compat.get(sp.kind, 0.0)
+                if fit <= 0 or sp.start < lead or _in_question(sp, q_low, q_words, question):
+                    continue
+                if (sp.kind == "number" and question.counted and sp.unit in _MEASURES
+                        and not _same_noun(sp.unit, question.counted[-1:], self.stemmer)):
+                    continue  # "an 88-metre vessel" does not answer "how many crew members"
+                if sp.kind == "number" and question.answer_type == "money" and sp.unit:
+                    continue  # "140 employees" is no amount of money
+                raw.append((sp, x, fit))
+        groups: dict[str, list[int]] = {}
+        for n, (sp, _, _) in enumerate(raw):
+            groups.setdefault(group_key(sp), []).append(n)
+        _merge_surnames(groups)
+        group_of = {n: key for key, ns in groups.items() for n in ns}
+        best = _best_shares(usable)
+        term_weights = [1.5 if f.required else 1.0 for f in question.focus] + \
+            [1.0] * len(question.names)
+        # for "now" questions: 1 for the newest article holding a candidate, 0 for the oldest
+        dates = sorted({_date(hits[x.hit_index]) for _, x, _ in raw} - {""})
+        recency = {d: (k / (len(dates) - 1) if len(dates) > 1 else 1.0)
+                   for k, d in enumerate(dates)}
+        out = []
+        for n, (sp, x, fit) in enumerate(raw):
+            members = groups[group_of[n]]
+            articles = {hits[raw[m][1].hit_index].chunk.article_id for m in members}
+            sentences = {(hits[raw[m][1].hit_index].chunk.article_id, raw[m][1].sentence.ref.start)
+                         for m in members}
+            at, end = sp.start - x.sentence.ref.start, sp.end - x.sentence.ref.start
+            h = hits[x.hit_index]
+            words = _WORD.findall(sp.text.lower())
+            values = {
+                "sim": x.sim, "focus": x.focus, "named": x.named,
+                "context_named": x.context_named, "fit": fit * sp.confidence,
+                "ideal_kind": 1.0 if sp.kind == ideal else 0.0,
+                "near_focus": _nearness(at, end, x.focus_at),
+                "near_name": _nearness(at, end, x.names_at),
+                "rank": 1.0 / (1 + x.hit_index), "dense": h.dense or 0.0,
+                "unit": 1.0 if sp.unit and _stem_words(self.stemmer, [sp.unit])[0] in units
+                else 0.0,
+                "other_year": _other_year(question, x.sentence, sp, _date(h)),
+                "year_here": 1.0 if question.years and any(
+                    y in x.sentence.text for y in question.years) else 0.0,
+                "articles": math.log2(len(articles)), "mentions": math.log2(len(sentences)),
+                "lead": 1.0 if x.sentence.ref.start < LEAD_CHARS else 0.0,
+                "question_overlap": (sum(w in q_words for w in words) / len(words))
+                if words else 0.0,
+                "top_sentence": 1.0 if x.score >= top - 1e-9 else 0.0,
+                "relative_date": 1.0 if sp.kind == "date" and sp.confidence < 0.5 else 0.0,
+                "other_unit": 1.0 if sp.kind == "number" and question.counted and sp.unit and
+                not _same_noun(sp.unit, question.counted, self.stemmer) else 0.0,
+                "negated": 1.0 if x.negated else 0.0, "focus_window": x.focus_window,
+                "names_window": x.names_window,
+                "named_gap": best["named"] - x.named, "focus_gap": best["focus"] - x.focus,
+                "sim_gap": best["sim"] - x.sim,
+                "after_focus": _follows(x.sentence.text, at, x.focus_at),
+                "before_focus": _precedes(x.sentence.text, end, x.focus_at),
+                "cover": _cover(at, end, x.terms_at, term_weights),
+                "rare": x.rare, "rare_gap": best["rare"] - x.rare,
+                "attached": _attached(x.sentence.text, at, end, x.names_at),
+                "recency": recency.get(_date(h), 0.0) if question.wants_latest else 0.0,
+                "precision": _precision(sp),
+            }
+            out.append((sp, x, tuple(values[k] for k in FEATURES)))
+        probs = _softmax_with_null([_score(f, FEATURES, WEIGHTS, BIAS) for _, _, f in out])
+        return [Candidate(sp, x, f, p) for (sp, x, f), p in zip(out, probs)]
+
+    def _short(self, question, hits, passages, usable, scored, keep) -> Reading:
+        cands = self.candidates(question, hits, passages, usable, scored[0].score)
+        if not cands:
+            return Reading("abstain", reason=f"no {question.answer_type} candidate", scored=keep)
+        ranked = _representatives(cands)
+        best = ranked[0]
+        seen = dict(scored=keep, probability=best.probability, candidates=tuple(cands))
+        if best.probability < MIN_PROBABILITY:
+            return Reading("abstain", reason=f"best candidate has p={best.probability:.2f}",
+                           **seen)
+        others = _disagreeing(question, ranked, hits)
+        if others:
+            if question.wants_latest:
+                ordered = sorted([best, *others], key=lambda c: _date(hits[c.hit_index]),
+                                 reverse=True)
+                return Reading("latest", best=ordered[0], others=tuple(ordered[1:]), **seen)
+            return Reading("conflict", best=best, others=tuple(others), **seen)
+        mode = "latest" if question.wants_latest and _date(hits[best.hit_index]) else "answer"
+        return Reading(mode, best=best, **seen)
+
+
+#: Units of measure: a number in them never counts things ("how many crew" is not "88 metres").
+_MEASURES = frozenset(
+    "metre metres meter meters m km kilometre kilometres kilometer kilometers mile miles "
+    "tonne tonnes ton tons kg kilogram kilograms gram grams litre litres liter liters hectare "
+    "hectares acre acres year years month months week weeks day days hour hours minute "
+    "minutes second seconds degree degrees percent mm millimetres cm centimetres feet foot "
+    "inch inches square cubic mph gigawatt gigawatts megawatt megawatts mw gw kwh".split())
+
+
+def _same_noun(word: str, nouns: Sequence[str], stemmer) -> bool:
+    """Whether ``word`` names what ``nouns`` name: the same stem or word family, or a synonym
+    ("workers" and "staff"); "people" stands for any group of people, either way."""
+    generic = ("people", "persons", "individuals")
+    if word in generic or any(n in generic for n in nouns):
+        return True
+    stems = frozenset(_stem_words(stemmer, [w for n in nouns
+                                            for w in SYNONYMS.get(n, ("", (n,)))[1]]))
+    stem = _stem_words(stemmer, [word])[0]
+    return stem in stems or _prefix_match(stem, stems)
+
+
+#: What a word of the same family adds to a shorter stem ("sponsor" + "ship", "fund" + "er").
+_FAMILY_ENDINGS = frozenset(
+    "e s er or ers ship ment ion ation ur ure al ic ist ism ant ent anc enc iv abl ing ed "
+    "ship".split())
+#: Stems shared by unrelated words ("found" of find and of founded): never matched by stem.
+_AMBIGUOUS_STEMS = frozenset({"found"})
+
+
+def _prefix_match(stem: str, stems: frozenset[str]) -> bool:
+    """A word of the same family: one stem is the other plus a derivational ending
+    ("sponsor" and "sponsorship", "fund" and "funder"; not "resid" and "residenti")."""
+    if len(stem) < 4 or stem in _AMBIGUOUS_STEMS:
+        return False
+    for t in stems:
+        short, long_ = (t, stem) if len(t) <= len(stem) else (stem, t)
+        if len(short) >= 4 and long_.startswith(short) and long_[len(short):] in _FAMILY_ENDINGS:
+            return True
+    return False
+
+
+def _lead_of(title: str, hits: Sequence[Hit], passages: Sequence[Passage]):
+    """The first two sentences of the article called ``title``, when one of the passages
+    starts it."""
+    want = " ".join(title.lower().split())
+    for i, (h, p) in enumerate(zip(hits, passages)):
+        if h.chunk.start == 0 and " ".join((h.article.get("title") or "").lower().split()) == \
+                want and p.sentences:
+            return tuple((s, i) for s in p.sentences[:2])
+    return ()
+
+
+def _score(features: tuple[float, ...], names, weights: dict, bias: float) -> float:
+    return bias + sum(weights.get(n, 0.0) * v for n, v in zip(names, features))
+
+
+def _softmax_with_null(scores: list[float]) -> list[float]:
+    """Each option's probability of being the answer, beside a "no answer" option of score 0
+    (so that all of them can be unlikely)."""
+    if not scores:
+        return []
+    top = max(0.0, max(scores))
+    exps = [math.exp(s - top) for s in scores]
+    total = math.exp(-top) + sum(exps)
+    return [e / total for e in exps]
+
+
+_DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2212"} | {"\u2019": "'"})
+
+
+def _find_name(name: str, text: str) -> int:
+    """Where a (lower-cased) name occurs in (lower-cased) text as whole words, dashes and
+    apostrophes of any kind alike; -1 if not. A name that is not there as a whole may be two or
+    three names written together ("Litoral Circular Series B" in a terse query): each part
+    must then be there, and the first part's place is returned."""
+    name, text = name.translate(_DASHES), text.translate(_DASHES)
+    at = _whole(name, text)
+    if at >= 0:
+        return at
+    words = name.split()
+    for cut in range(1, len(words)):
+        first, rest = " ".join(words[:cut]), " ".join(words[cut:])
+        at = _whole(first, text)
+        if at >= 0 and (_whole(rest, text) >= 0 or _find_parts(rest, text)):
+            return at
+    return -1
+
+
+def _find_parts(name: str, text: str) -> bool:
+    words = name.split()
+    return any(_whole(" ".join(words[:c]), text) >= 0 and _whole(" ".join(words[c:]), text) >= 0
+               for c in range(1, len(words)))
+
+
+def _whole(name: str, text: str) -> int:
+    at = text.find(name)
+    while at >= 0:
+        before = text[at - 1] if at > 0 else " "
+        after = text[at + len(name)] if at + len(name) < len(text) else " "
+        if not before.isalnum() and not after.isalnum():
+            return at
+        at = text.find(name, at + 1)
+    return -1
+
+
+def in_question(sp: Span, question: Question) -> bool:
+    """Whether the question already holds this candidate (it is not the answer then)."""
+    q_low = question.text.lower()
+    return _in_question(sp, q_low, set(_WORD.findall(q_low)), question)
+
+
+def _in_question(sp: Span, q_low: str, q_words: set[str], question: Question) -> bool:
+    """Whether the question already holds this candidate (it is not the answer then)."""
+    t = sp.text.lower()
+    if t in q_low:
+        return True
+    words = _WORD.findall(t)
+    if words and all(w in q_words for w in words):
+        return True
+    return sp.kind == "date" and sp.value in question.years
+
+
+def _other_year(question: Question, sentence: Sentence, sp: Span, date: str = "") -> float:
+    """1 when the question names a year and the candidate sits within a few words of another
+    year ("from NOK 310 million in 2021" when 2022 is asked), or is followed by "last year" in
+    an article of the year asked (that figure is the year before's), else 0."""
+    if not question.years or sp.kind == "date":
+        return 0.0
+    at, end = sp.start - sentence.ref.start, sp.end - sentence.ref.start
+    if date[:4] in question.years and _LAST_YEAR.match(sentence.text[end:end + 30].lstrip(
+            " ,")):
+        return 1.0
+    for m in _YEAR_NEAR.finditer(sentence.text):
+        asked = any(year_in(y, m.group()) or m.group() == y for y in question.years)
+        if not asked and (0 <= m.start() - end <= 12 or 0 <= at - m.end() <= 12):
+            return 1.0
+    return 0.0
+
+
+def _best_shares(usable: Sequence[Scored]) -> dict:
+    """The best name, focus and similarity shares of any usable sentence: a candidate whose
+    sentence holds fewer of the question's names than another sentence does is less likely."""
+    return {"named": max((x.named for x in usable), default=0.0),
+            "focus": max((x.focus for x in usable), default=0.0),
+            "sim": max((x.sim for x in usable), default=0.0),
+            "rare": max((x.rare for x in usable), default=0.0)}
+
+
+def _attached(text: str, start: int, end: int, names_at: Sequence[int]) -> float:
+    """1 when the candidate is bound to a name of the question by apposition or a role in
+    front ("chief financial officer Ana Ruiz", "Ana Ruiz, the company's chief scientist")."""
+    for p in names_at:
+        if 0 <= p - end <= 3:  # "ROLE NAME"
+            return 1.0
+        if p < start:
+            between = text[p:start]
+            comma = between.find(",")
+            if comma >= 0 and len(between[comma:].split()) <= 5 and ";" not in between and \
+                    between.count(",") == 1:
+                return 1.0  # "NAME, the company's ROLE"
+            if re.search(r"\b(?:is|was|as|became|becomes|named|appointed)\s+(?:the\s+|its\s+|"
+                         r"a\s+|an\s+)?(?:\S+\s+){0,2}$", between) and len(between.split()) <= 8:
+                return 1.0  # "NAME was appointed ROLE"
+    return 0.0
+
+
+def _precision(sp: Span) -> float:
+    """How exact a date is: a day (1), a month of a year (0.6), a month or a year (0.3), a
+    weekday or "last summer" (0); 0 for other kinds."""
+    if sp.kind != "date":
+        return 0.0
+    v = sp.value
+    if re.fullmatch(r"(?:\d{4}|\?{4})-\d\d-\d\d", v):
+        return 1.0
+    if re.fullmatch(r"\d{4}-\d\d", v):
+        return 0.6
+    if re.fullmatch(r"\d{4}|\?{4}-\d\d", v):
+        return 0.3
+    return 0.0
+
+
+def _cover(start: int, end: int, terms_at, weights: Sequence[float], reach: int = 80) -> float:
+    """The weighted share of the question's focus terms and names found within ``reach``
+    characters (about a dozen words) of the candidate: answers sit among the question's
+    words."""
+    if not weights:
+        return 0.0
+    near = {k for k, o in terms_at if start - reach <= o <= end + reach}
+    return sum(weights[k] for k in near) / sum(weights)
+
+
+def _follows(text: str, start: int, positions: Sequence[int]) -> float:
+    """1 when the candidate comes within three words after a focus term ("led by *X*",
+    "stepped down in *March*")."""
+    return 1.0 if any(0 < start - p and len(text[p:start].split()) <= 4 for p in positions) \
+        else 0.0
+
+
+def _precedes(text: str, end: int, positions: Sequence[int]) -> float:
+    """1 when a focus term comes within three words after the candidate ("*X* won")."""
+    return 1.0 if any(0 <= p - end and len(text[end:p].split()) <= 3 for p in positions) \
+        else 0.0
+
+
+def _nearness(start: int, end: int, positions: Sequence[int]) -> float:
+    """1 next to a focus term, falling with the distance in characters; 0 with none."""
+    if not positions:
+        return 0.0
+    d = min(0 if start <= p < end else min(abs(p - end), abs(start - p)) for p in positions)
+    return 1.0 / (1.0 + d / 30.0)
+
+
+def _date(hit: Hit) -> str:
+    return hit.article.get("date", "") or ""
+
+
+def group_key(sp: Span) -> str:
+    """Candidates with the same key are one answer (names of any kind by their words)."""
+    if sp.kind in ("person", "organization", "place", "name", "work"):
+        return "name:" + sp.value
+    return f"{sp.kind}:{sp.value}"
+
+
+def _merge_surnames(groups: dict[str, list]) -> None:
+    """Fold a one-word name into the group of a longer name ending with it ("Velen" into
+    "Mara Velen"), when only one such name exists."""
+    long_names = {k: k.rsplit(" ", 1)[-1] for k in groups if k.startswith("name:") and " " in k}
+    for key in [k for k in groups if k.startswith("name:") and " " not in k]:
+        owners = [k for k, last in long_names.items() if last == key[5:]]
+        if len(owners) == 1:
+            groups[owners[0]].extend(groups.pop(key))
+
+
+def _representatives(cands: list[Candidate]) -> list[Candidate]:
+    """One candidate per answer, most probable first. An answer's probability is the sum over
+    its mentions (the same value in several sentences and articles adds up); the mention shown
+    is the most probable one, or a fuller form of the same name nearly as probable ("Mara Velen"
+    rather than "Velen")."""
+    groups: dict[str, list[Candidate]] = {}
+    for c in cands:
+        groups.setdefault(group_key(c.span), []).append(c)
+    _merge_surnames(groups)
+    out = []
+    for cs in groups.values():
+        cs.sort(key=lambda c: -c.probability)
+        best = cs[0]
+        for c in cs[1:]:
+            if (len(c.span.text) > len(best.span.text) and c.span.kind == best.span.kind
+                    and c.probability >= best.probability * 0.5):
+                best = c
+        total = min(1.0, sum(c.probability for c in cs))
+        out.append(replace(best, probability=total))
+    out.sort(key=lambda c: -c.probability)
+    return out
+
+
+def _disagreeing(question: Question, ranked: list[Candidate], hits) -> list[Candidate]:
+    """Another value, from an article of another date, that the reader finds plausible too
+    (probability at least ``CONFLICT_MIN``) and that its sentence supports as well as the
+    best one's does: the answer changed over time, or the sources disagree. Not looked for
+    when the question names a year."""
+    if question.years or len(ranked) < 2:
+        return []
+    best = ranked[0]
+    best_date = _date(hits[best.hit_index])
+    best_article = hits[best.hit_index].chunk.article_id
+    for c in ranked[1:5]:
+        if c.probability < CONFLICT_MIN:
+            break
+        if c.span.kind != best.span.kind and not {c.span.kind, best.span.kind} <= {
+                "person", "name"}:
+            continue
+        d = _date(hits[c.hit_index])
+        if hits[c.hit_index].chunk.article_id == best_article or not d or not best_date \
+                or d == best_date:
+            continue
+        if max(c.scored.named, c.scored.names_window) < best.scored.named or \
+                c.scored.focus < best.scored.focus - 0.25:
+            continue
+        return [c]
+    return []
