@@ -315,8 +315,10 @@ def answer_type(text: str) -> str:
     words = low.split()
     if not words:
         return "other"
-    if re.match(r"(why|how come)\b", low) or re.search(r"\b(for what reason|what (caused|led to|"
-                                                        r"prompted|drove))\b", low):
+    if re.match(r"(why|how come)\b", low) or re.search(
+            r"\b(for what reason|what (caused|causes|led to|prompted|drove|started|triggered|"
+            r"sparked|made|pushed|forced|explains|was behind|is behind)|what (reason|reasons|"
+            r"explanation|cause|causes) (did|does|do|was|were|is|are|has|have))\b", low):
         return "description"
     if re.match(r"how (did|does|do|is|was|were|are|will|would|can|could|has|have|had|should|"
                 r"might|may)\b", low):
@@ -664,6 +666,7 @@ class Question:
     wants_latest: bool = False
     counted: tuple[str, ...] = ()
     about: str = ""  # the title of the article asked about ("What does the article “X” say?")
+    bounds: tuple[str, ...] = ()  # "before 2015", "after 2020": a year as a limit, not a date
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -710,9 +713,13 @@ def analyze(text: str, history: Sequence[dict] = (), embedder=None, stemmer=None
         bm25_tokens=tuple(bm25_tokens(query, stemmer)), vector=vector, follow_up=follow,
         wants_latest=wants_latest(text, kind), counted=counted_nouns(text),
         about=(about.group(2) if (about := _ABOUT.match(text)) else ""),
+        bounds=tuple(m.group(0).lower() for m in _BOUND.finditer(text)),
     )
 
 
+#: A year that bounds the question instead of dating it: "Who was mayor before 2015?"
+_BOUND = re.compile(r"\b(?:before|prior to|until|till|up to|after|since|by the end of)\s+"
+                    r"(?:(?:early|late|mid-?)\s*)?(?:1[89]\d\d|20\d\d)\b", re.I)
 #: "What does the article “Harbor raises $45 million” report?": its lead is the answer.
 _ABOUT = re.compile(r"what (does|did) the (?:article|story|report|piece) [\"“'‘](.+?)[\"”'’] "
                     r"(?:report|say|cover|tell us|describe|cover)\b", re.I)
