@@ -573,7 +573,8 @@ def question_names(text: str) -> tuple[str, ...]:
             if tail.islower():
                 word, possessive = head, True
         low = word.lower()
-        capital = bool(word) and (word[0].isupper() or (word[0].isdigit() and bool(run)))
+        capital = bool(word) and (word[0].isupper() or (
+            bool(run) and re.fullmatch(r"\d{1,4}[A-Za-z]?", word) is not None))
         letter = bool(run) and len(word) == 1 and word.isupper()  # "Series B"
         first = i == 0 or (i == 1 and tokens[0].lower() in ("and", "but", "so"))
         if capital and first and (low in _LEADING or not is_name_word(word)):
@@ -627,19 +628,38 @@ def _names_something(question: str) -> bool:
     return question == question.lower() or names_something(anchors(question))
 
 
-def retrieval_query(question: str, history: Sequence[dict] = ()) -> str:
-    """The text to retrieve with. A follow-up (:func:`is_follow_up`) carries the user's
-    earlier questions that say what it is about: the latest one, and before it the latest that
-    names something of its own (so a chain "Which company did Corvane sue?", "How did the case
-    end?", "Who was the judge?" keeps Corvane)."""
+_MARKERS = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
+#: How much of the previous answer a follow-up is retrieved with.
+MAX_REPLY_CHARS = 300
+
+
+def earlier_questions(question: str, history: Sequence[dict] = ()) -> list[str]:
+    """The user's earlier questions a follow-up (:func:`is_follow_up`) leans on: the latest
+    one, and before it the latest that names something of its own (so a chain "Which company
+    did Corvane sue?", "How did the case end?", "Who was the judge?" keeps Corvane); none for a
+    question that stands alone."""
     if not is_follow_up(question, history):
-        return question
+        return []
     previous = [t.get("content", "") for t in history if t.get("role") == "user"]
     context = [previous[-1]]
     if not _names_something(previous[-1]) or _FOLLOW_UP.search(previous[-1]):
         named = next((q for q in reversed(previous[:-1]) if _names_something(q)), None)
         if named:
             context.insert(0, named)
+    return context
+
+
+def retrieval_query(question: str, history: Sequence[dict] = ()) -> str:
+    """The text to retrieve with: a follow-up carries the earlier questions it leans on
+    (:func:`earlier_questions`) and the start of the answer the user just read, which says
+    which story "it" and "that round" are about."""
+    context = earlier_questions(question, history)
+    if not context:
+        return question
+    last = history[-1] if history else {}
+    reply = last.get("content", "") if last.get("role") == "assistant" else ""
+    if reply and not reply.startswith("The articles don't say"):
+        context.append(_MARKERS.sub("", reply)[:MAX_REPLY_CHARS].strip())
     return " ".join(context + [question])
 
 
@@ -700,12 +720,12 @@ def analyze(text: str, history: Sequence[dict] = (), embedder=None, stemmer=None
     text = validate_question(text)
     query = retrieval_query(text, history)
     follow = query != text
-    own_names = question_names(text)
-    names = own_names
-    if follow and not own_names:
-        names = question_names(query)
+    earlier = " ".join(earlier_questions(text, history))
+    names = question_names(text)
+    if follow and not names:
+        names = question_names(earlier)
     kind = answer_type(text)
-    years = question_years(query if follow else text)
+    years = question_years(f"{earlier} {text}" if follow else text)
     vector = embedder.embed_query(query) if embedder is not None else None
     return Question(
         text=text, retrieval_text=query, answer_type=kind,

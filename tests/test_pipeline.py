@@ -173,8 +173,14 @@ def test_follow_up_query_carries_the_previous_question():
              {"role": "assistant", "content": "Harbor Robotics [1]."},
              {"role": "user", "content": "How did the case end?"},
              {"role": "assistant", "content": "Harbor won [1]."}]
-    assert retrieval_query("Who was the judge?", chain) == \
-        "Which company did Corvane Systems sue in 2022? How did the case end? Who was the judge?"
+    assert retrieval_query("Who was the judge?", chain) == (
+        "Which company did Corvane Systems sue in 2022? How did the case end? Harbor won. "
+        "Who was the judge?")  # with the answer just read, markers removed
+    assert retrieval_query("Who runs it?", history) == \
+        "Which company led the SenseTime investment? Alibaba. Who runs it?"
+    gave_up = history[:1] + [{"role": "assistant", "content": "The articles don't say."}]
+    assert retrieval_query("Who runs it?", gave_up) == \
+        "Which company led the SenseTime investment? Who runs it?"
 
 
 @pytest.mark.slow
