@@ -41,6 +41,9 @@ from .types import Hit
 #: 6th-10th passage when the first ones are about the same story in another year).
 READ_HITS = 10
 PASSAGE_CACHE = 4096
+SENTENCE_CACHE = 65536
+#: The most sentences embedded for one question.
+MAX_EMBEDDED = 16
 
 #: How well a span kind fits an expected answer type (0 = never an answer).
 COMPATIBLE: dict[str, dict[str, float]] = {
@@ -74,27 +77,27 @@ SENTENCE_FEATURES = ("sim", "focus", "named", "context_named", "cause", "rank", 
                      "focus_gap", "sim_gap", "cause_focus", "after_top", "rare", "rare_gap")
 # Logistic weights of the features, fitted on the dev split by bench/calibrate_reader.py (the
 # held-out split plays no part), and the bias.
-WEIGHTS = {"sim": 1.831, "focus": -0.475, "named": -0.467, "context_named": -0.163, "fit": 0.811,
-           "ideal_kind": 1.875, "near_focus": 1.054, "near_name": -0.323, "rank": 1.299,
-           "dense": -0.508, "unit": -0.594, "other_year": -0.540, "year_here": -0.452,
-           "articles": -1.113, "mentions": 0.308, "lead": 0.213, "question_overlap": -0.297,
-           "top_sentence": 0.082, "relative_date": -1.356, "other_unit": -1.888, "negated": -0.155,
-           "focus_window": 0.232, "names_window": 0.540, "named_gap": 1.148, "focus_gap": -0.310,
-           "sim_gap": -1.887, "after_focus": 0.460, "before_focus": 0.426, "cover": 0.452,
-           "rare": 1.723, "rare_gap": -0.964, "attached": 0.438, "recency": 0.857,
-           "precision": 1.964}
-BIAS = -4.744
-SENTENCE_WEIGHTS = {"sim": 0.687, "focus": 0.523, "named": -0.215, "context_named": 0.472,
-                    "cause": 1.238, "rank": 0.694, "dense": 0.547, "lead": -0.599,
-                    "top_sentence": 0.104, "negated": -0.062, "focus_window": 1.574,
-                    "names_window": -0.136, "named_gap": -0.306, "focus_gap": 0.097,
-                    "sim_gap": -0.716, "cause_focus": -0.051, "after_top": 0.742, "rare": 1.354,
-                    "rare_gap": -1.116}
-SENTENCE_BIAS = -2.909
+WEIGHTS = {"sim": 1.926, "focus": -0.438, "named": 0.082, "context_named": -0.203, "fit": 1.058,
+           "ideal_kind": 1.626, "near_focus": 1.027, "near_name": -0.285, "rank": 1.175,
+           "dense": -0.646, "unit": -0.518, "other_year": -0.591, "year_here": -0.193,
+           "articles": -1.003, "mentions": 0.146, "lead": 0.214, "question_overlap": -0.391,
+           "top_sentence": 0.033, "relative_date": -1.268, "other_unit": -1.800, "negated": -0.177,
+           "focus_window": 0.234, "names_window": 0.439, "named_gap": 1.564, "focus_gap": -0.411,
+           "sim_gap": -1.935, "after_focus": 0.478, "before_focus": 0.390, "cover": 0.521,
+           "rare": 1.765, "rare_gap": -0.485, "attached": 0.444, "recency": 0.967,
+           "precision": 1.707}
+BIAS = -5.039
+SENTENCE_WEIGHTS = {"sim": 0.609, "focus": 0.378, "named": -0.076, "context_named": 0.553,
+                    "cause": 1.477, "rank": 0.393, "dense": 0.441, "lead": -0.831,
+                    "top_sentence": 0.315, "negated": -0.072, "focus_window": 0.932,
+                    "names_window": -0.707, "named_gap": -0.447, "focus_gap": 0.031,
+                    "sim_gap": -0.649, "cause_focus": -0.194, "after_top": 0.106, "rare": 1.004,
+                    "rare_gap": -0.906}
+SENTENCE_BIAS = -1.645
 #: Abstain when the best candidate's probability of being the answer is below this; calibrated
 #: on the dev split to keep false abstentions at or under 8%.
-MIN_PROBABILITY = 0.224
-MIN_SENTENCE_PROBABILITY = 0.131
+MIN_PROBABILITY = 0.235
+MIN_SENTENCE_PROBABILITY = 0.159
 #: A why/how answer takes the next sentence too when it is at least this share as probable,
 #: and a sentence that gives a reason when it is at least ``CAUSE_SENTENCE_SHARE`` as probable.
 NEXT_SENTENCE_SHARE = 0.3
@@ -140,10 +143,10 @@ class Sentence:
 
 @dataclass(frozen=True)
 class Passage:
-    """The sentences of one retrieved passage and their embeddings."""
+    """The sentences of one retrieved passage, read for candidates."""
 
+    article_id: str
     sentences: tuple[Sentence, ...]
-    vectors: np.ndarray | None
     snippet_date_end: int  # in article coordinates: a leading "Mar 3, 2024 ..." date ends here
 
 
@@ -238,52 +241,62 @@ class Reader:
         self.index = index
         self.stemmer = stemmer
         self._cache: OrderedDict[tuple, Passage] = OrderedDict()
+        self._vectors: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._stems_for: tuple[Question, list] | None = None
 
     def article_text(self, article_id: str) -> str:
         return self.index.article_text(article_id)
 
     def clear_cache(self) -> None:
-        """Forget every passage's analysis (for measuring a cold read)."""
+        """Forget every passage's analysis and sentence embedding (for measuring a cold
+        read)."""
         self._cache.clear()
+        self._vectors.clear()
 
     # -- passages -----------------------------------------------------------------------------
 
     def passages(self, hits: Sequence[Hit]) -> list[Passage]:
         """The analysis of each hit's passage, computed once per passage."""
-        keys = [(h.chunk.article_id, h.chunk.start, h.chunk.text) for h in hits]
-        missing = [(k, h) for k, h in zip(keys, hits) if k not in self._cache]
-        if missing:
-            per_hit = [passage_sentences((h,)) for _, h in missing]
-            texts = [s.text for sents in per_hit for s in sents]
-            vectors = self.index.embedder.embed(texts) if texts else None
-            at = 0
-            for (key, h), sents in zip(missing, per_hit):
-                vecs = vectors[at:at + len(sents)] if sents else None
-                at += len(sents)
-                self._cache[key] = self._analyse(h, sents, vecs)
         out = []
-        for key in keys:
+        for h in hits:
+            key = (h.chunk.article_id, h.chunk.start, h.chunk.text)
+            if key not in self._cache:
+                self._cache[key] = self._analyse(h)
             self._cache.move_to_end(key)
             out.append(self._cache[key])
         while len(self._cache) > PASSAGE_CACHE:
             self._cache.popitem(last=False)
         return out
 
-    def _analyse(self, hit: Hit, sents: list[PassageSentence], vectors) -> Passage:
+    def _analyse(self, hit: Hit) -> Passage:
         text = hit.chunk.text
         base = hit.chunk.start
         spans = find_spans(text)
         snippet_end = base + lead_end(text) if hit.chunk.start == 0 else -1
         out = []
-        for s in sents:
+        for s in passage_sentences((hit,)):
             words = [(m.start(), m.group().lower()) for m in _WORD.finditer(s.text)]
             stems = _stem_words(self.stemmer, [w for _, w in words])
             inside = tuple(sp.shifted(base) for sp in spans
                            if s.start <= sp.start + base and sp.end + base <= s.end)
             out.append(Sentence(s, inside, tuple((o, st) for (o, _), st in zip(words, stems)),
                                 s.text.lower()))
-        return Passage(tuple(out), vectors, snippet_end)
+        return Passage(hit.chunk.article_id, tuple(out), snippet_end)
+
+    def vectors(self, keyed: Sequence[tuple[tuple[str, int, str], str]]) -> list[np.ndarray]:
+        """The embeddings of sentences given as ((article id, start, text), text), each
+        embedded once (an LRU of ``SENTENCE_CACHE`` sentences)."""
+        missing = list(dict.fromkeys(k for k, _ in keyed if k not in self._vectors))
+        if missing:
+            for k, v in zip(missing, self.index.embedder.embed([k[2] for k in missing])):
+                self._vectors[k] = v
+        out = []
+        for k, _ in keyed:
+            self._vectors.move_to_end(k)
+            out.append(self._vectors[k])
+        while len(self._vectors) > SENTENCE_CACHE:
+            self._vectors.popitem(last=False)
+        return out
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -343,29 +356,52 @@ class Reader:
         return sum(weights[k] for k in found) / sum(weights) if weights else 0.0
 
     def score_sentences(self, question: Question, hits: Sequence[Hit],
-                        passages: Sequence[Passage] | None = None) -> list[Scored]:
-        """Every sentence of the passages scored for relevance to the question, best first
-        (a sentence repeated by overlapping passages once)."""
+                        passages: Sequence[Passage] | None = None,
+                        kinds: frozenset[str] | None = None) -> list[Scored]:
+        """The sentences of the passages that the question's focus terms or names touch (in
+        them or a sentence beside), scored for relevance to it, best first; a sentence
+        repeated by overlapping passages once. With ``kinds``, only sentences holding a
+        candidate of one of those kinds. Only these sentences are embedded: embedding is most
+        of the time an answer takes."""
         passages = passages if passages is not None else self.passages(hits)
-        qv = question.vector
         n_names = len(question.names)
-        out, rows = [], []
+        has_terms = bool(question.focus or question.names)
+        rows = []
         seen: set[tuple[str, int]] = set()
         for i, (h, p) in enumerate(zip(hits, passages)):
             if not p.sentences:
                 continue
-            sims = (p.vectors @ qv) if (qv is not None and p.vectors is not None) else \
-                np.zeros(len(p.sentences))
             context = f"{h.article.get('title', '')}\n{h.chunk.text}".lower()
             in_context = (sum(_find_name(n.lower(), context) >= 0 for n in question.names)
                           / n_names) if n_names else 0.0
             matched = [self._match(question, sent) for sent in p.sentences]
-            for j, (sent, sim) in enumerate(zip(p.sentences, sims)):
+            for j, sent in enumerate(p.sentences):
                 key = (h.chunk.article_id, sent.ref.start)
                 if key in seen:
                     continue
                 seen.add(key)
-                rows.append((i, j, sent, float(sim), in_context, matched))
+                touched = any(m[4] for m in matched[max(0, j - 1):j + 2]) if has_terms \
+                    else i < 3
+                if not touched or (kinds is not None and
+                                   not any(sp.kind in kinds for sp in sent.spans)):
+                    continue
+                rows.append((i, j, sent, in_context, matched))
+        if len(rows) > MAX_EMBEDDED:
+            # embedding is most of an answer's time: the sentences holding most of the
+            # question's terms (then from the best passages) are read closely
+            weight = [1.5 if f.required else 1.0 for f in question.focus] + [1.5] * n_names
+            rows.sort(key=lambda r: (-sum(weight[k] for k in {t for t, _ in r[4][r[1]][4]}),
+                                     r[0]))
+            rows = rows[:MAX_EMBEDDED]
+        if rows and question.vector is not None:
+            vecs = self.vectors([((hits[i].chunk.article_id, sent.ref.start, sent.text),
+                                  sent.text) for i, _, sent, _, _ in rows])
+            sims = [float(v @ question.vector) for v in vecs]
+        else:
+            sims = [0.0] * len(rows)
+        rows = [(i, j, sent, sim, in_context, matched)
+                for (i, j, sent, in_context, matched), sim in zip(rows, sims)]
+        out = []
         # question terms held by few of the read sentences tell them apart best
         n_terms = len(question.focus) + n_names
         df = [0] * n_terms
@@ -400,9 +436,11 @@ class Reader:
         if not hits:
             return Reading("abstain", reason="no passages")
         passages = self.passages(hits)
-        scored = self.score_sentences(question, hits, passages)
+        kinds = None if question.answer_type in SENTENCE_TYPES else \
+            frozenset(COMPATIBLE.get(question.answer_type, {}))
+        scored = self.score_sentences(question, hits, passages, kinds)
         if not scored:
-            return Reading("abstain", reason="no sentences")
+            return Reading("abstain", reason="no sentence speaks of the question")
         keep = tuple((x.score, x.sentence, x.hit_index) for x in scored)
         if question.about:
             lead = _lead_of(question.about, hits, passages)

@@ -463,6 +463,11 @@ def _cap(word: str) -> bool:
     return bool(word) and word[0].isupper()
 
 
+_KEEPS_STOP = re.compile(r"[A-Z]|[A-Z]\.[A-Z]|Inc|Corp|Co|Ltd|Jr|Sr|St|Dr|Mr|Mrs|Ms|Prof|Gen|"
+                         r"Lt|Col|Sgt|Rev|No")
+_POSSESSIVE_END = re.compile(r"(?:'s|’s|s'|s’)$")
+
+
 def _strip_word(raw: str) -> tuple[str, int, int]:
     """The word inside a token without its surrounding punctuation: (word, lead, trail)."""
     lead = len(raw) - len(raw.lstrip(".,;:!?-–—'*_"))
@@ -470,8 +475,7 @@ def _strip_word(raw: str) -> tuple[str, int, int]:
     stripped = body.rstrip(".,;:!?-–—'*_")
     # keep the full stop of an initial or an abbreviation ("J.", "Inc.", "St.")
     if body[len(stripped):].startswith(".") and (
-            re.fullmatch(r"[A-Z]|[A-Z]\.[A-Z]|Inc|Corp|Co|Ltd|Jr|Sr|St|Dr|Mr|Mrs|Ms|Prof|Gen|"
-                         r"Lt|Col|Sgt|Rev|No", stripped)):
+            _KEEPS_STOP.fullmatch(stripped)):
         stripped += "."
     return stripped, lead, len(raw) - lead - len(stripped)
 
@@ -485,18 +489,29 @@ class _Tok:
     sentence_start: bool
 
 
+_ENDS_SENTENCE = re.compile(r"[.!?]$")
+_COMPOUND = re.compile(r"[a-z]-(?:based|led|backed|born|owned|listed|made|run|style|funded|"
+                       r"registered|headquartered|focused)$")
+_OPENS = re.compile(r"[\"“‘(]")
+_CLOSES = re.compile(r"[\"”’()]")
+_POSSESSIVE_TAIL = re.compile(r"'s|’s")
+_SENTENCE_END = re.compile(r"[.!?:]['\"”’)]*$")
+_ABBREVIATION = re.compile(r"[A-Z]\.|[A-Z]\.[A-Z]\.|Inc\.|Corp\.|Co\.|Ltd\.|Jr\.|Sr\.|St\.|"
+                           r"Dr\.|Mr\.|Mrs\.|Ms\.|Prof\.|Gen\.|Lt\.|Col\.|Sgt\.|Rev\.|No\.")
+
+
 def _tokens(text: str) -> list[_Tok]:
     out: list[_Tok] = []
     prev_end_sentence = True
     for m in _TOKEN.finditer(text):
-        word, lead, trail = _strip_word(m.group())
+        raw = m.group()
+        word, lead, trail = _strip_word(raw)
         if not word:  # a dash or other punctuation on its own ends a name before it
             if out:
                 out[-1].stop_after = True
-            prev_end_sentence = prev_end_sentence or bool(re.search(r"[.!?]$", m.group()))
+            prev_end_sentence = prev_end_sentence or bool(_ENDS_SENTENCE.search(raw))
             continue
-        if re.search(r"[a-z]-(?:based|led|backed|born|owned|listed|made|run|style|funded|"
-                     r"registered|headquartered|focused)$", word):
+        if "-" in word and _COMPOUND.search(word):
             if out:  # "a Tamale-based company": not a name
                 out[-1].stop_after = True
             prev_end_sentence = False
@@ -504,24 +519,23 @@ def _tokens(text: str) -> list[_Tok]:
         start = m.start() + lead
         end = start + len(word)
         gap = text[out[-1].end:m.start()] if out else ""
-        opens_quote = bool(re.search(r"[\"“‘(]", gap)) or (m.start() > 0 and
-                                                           text[m.start() - 1] in "\"“‘(")
-        tail = m.group()[len(word) + lead:]
+        opens_quote = bool(_OPENS.search(gap)) or (m.start() > 0 and
+                                                   text[m.start() - 1] in "\"“‘(")
+        tail = raw[len(word) + lead:]
         # a closing quote or bracket right after the word also ends a name
         after = text[m.end():m.end() + 1]
-        stop = bool(tail) and not re.fullmatch(r"'s|’s", tail) or after in "\"”’)"
-        if out and (re.search(r"[\"”’()]", gap)):
+        stop = bool(tail) and not _POSSESSIVE_TAIL.fullmatch(tail) or after in "\"”’)"
+        if out and _CLOSES.search(gap):
             out[-1].stop_after = True
         out.append(_Tok(start, end, word, stop, prev_end_sentence or opens_quote or
                         "\n" in gap))
-        prev_end_sentence = bool(re.search(r"[.!?:]['\"”’)]*$", m.group())) and not \
-            re.fullmatch(r"[A-Z]\.|[A-Z]\.[A-Z]\.|Inc\.|Corp\.|Co\.|Ltd\.|Jr\.|Sr\.|St\.|Dr\.|"
-                         r"Mr\.|Mrs\.|Ms\.|Prof\.|Gen\.|Lt\.|Col\.|Sgt\.|Rev\.|No\.", m.group())
+        prev_end_sentence = bool(_SENTENCE_END.search(raw)) and not _ABBREVIATION.fullmatch(raw)
     return out
 
 
 def _possessive(word: str) -> tuple[str, bool]:
-    m = re.search(r"(?:'s|’s|s'|s’)$", word)
+    m = _POSSESSIVE_END.search(word) if "s" in word[-3:] or "'" in word or "’" in word \
+        else None
     if m:
         return (word[:-2] if word[-2:] in ("'s", "’s") else word[:-1]), True
     return word, False
@@ -532,7 +546,7 @@ def _name_value(text: str) -> str:
     return " ".join(w.lower().strip(".,'’") for w in words) or text.lower()
 
 
-def _name_runs(text: str, taken: list[tuple[int, int]]) -> list[tuple[int, int, str, bool]]:
+def _name_runs(text: str, used: bytearray) -> list[tuple[int, int, str, bool]]:
     """Runs of capitalised words: (start, end, honorific before, sentence start)."""
     toks = _tokens(text)
     runs = []
@@ -540,7 +554,7 @@ def _name_runs(text: str, taken: list[tuple[int, int]]) -> list[tuple[int, int, 
     while i < len(toks):
         t = toks[i]
         word, poss = _possessive(t.word)
-        if not _cap(word) or any(s <= t.start < e for s, e in taken):
+        if not _cap(word) or used[t.start]:
             i += 1
             continue
         j = i
@@ -549,7 +563,7 @@ def _name_runs(text: str, taken: list[tuple[int, int]]) -> list[tuple[int, int, 
         end_now = t.stop_after or poss
         while not end_now and j + 1 < len(toks):
             nxt = toks[j + 1]
-            if any(s <= nxt.start < e for s, e in taken):
+            if used[nxt.start]:
                 break
             w2, p2 = _possessive(nxt.word)
             if _cap(w2) or (_MODEL.match(w2) and words and not w2[0].isdigit() or
@@ -677,15 +691,12 @@ def find_spans(text: str) -> tuple[Span, ...]:
     """Every typed candidate in ``text`` (a passage or a sentence), in order of kind, then
     position; spans of different kinds do not overlap."""
     spans: list[Span] = []
-    taken: list[tuple[int, int]] = []
-
-    def free(s: int, e: int) -> bool:
-        return not any(a < e and s < b for a, b in taken)
+    used = bytearray(len(text) + 1)  # 1 where a span already lies
 
     def add(kind, s, e, value, conf=1.0, unit="", unit_end=0):
-        if s < e and free(s, e):
+        if s < e and not any(used[s:e]):
             spans.append(Span(kind, s, e, text[s:e], value, conf, unit, unit_end))
-            taken.append((s, e))
+            used[s:e] = b"\x01" * (e - s)
 
     for m in _MONEY.finditer(text):
         num = m.group("num") or m.group("num2") or m.group("num3")
@@ -778,7 +789,7 @@ def find_spans(text: str) -> tuple[Span, ...]:
             s = m.start("t") + (len(m.group("t")) - len(m.group("t").lstrip()))
             add("work", s, s + len(t), _name_value(t), 0.9)
     # names: people first learn the surnames used later on ("Velen said")
-    runs = _name_runs(text, taken)
+    runs = _name_runs(text, used)
     first_names = _first_names()
     classified = []
     persons: set[str] = set()
