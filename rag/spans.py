@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 from .textrules import is_demonym
 
@@ -408,6 +407,12 @@ _PERSON_BY = re.compile(r"\b(?:chaired|led|headed|presented|directed|written|coa
                         r"co-founded|authored|composed|designed|painted|produced|hosted|"
                         r"managed|won|signed|appointed|named|elected|replaced|succeeded)\s+by\s$",
                         re.I)
+#: A role right before a name makes it a person's: "chief executive Mara Velen".
+_ROLE_BEFORE = re.compile(
+    r"(?:chief executive|chief \w+ officer|founder|co-founder|director|coach|manager|minister|"
+    r"mayor|president|chair\w*|spokes\w+|judge|professor|lawyer|analyst|economist|researcher|"
+    r"captain|striker|author|editor|head of \w+|ceo|cfo|cto|coo|chief|commissioner|governor|"
+    r"senator|councill?or|secretary|dean|principal|superintendent|officer|detective)\s$", re.I)
 _ORG_AFTER = re.compile(r"^(?:'s?\s(?:shares|stock|board|chief|revenue|profit|customers)|,?\s"
                         r"(?:said in a statement|announced|reported|shares)|\s(?:Inc|Ltd|plc)\b|"
                         r"\s\((?:Pty|Pvt|Pte)\))")
@@ -446,17 +451,6 @@ _QUOTED = re.compile(r"[“\"‘](?P<t>[^“”\"‘’]{2,120}?)[”\"’]")
 _ITALIC = re.compile(r"(?<![*\w])[*_](?P<t>[A-Z][^*_\n]{1,80}?)[*_](?![*\w])")
 _MODEL = re.compile(r"^(?:\d{1,4}[A-Za-z]{0,3}|[A-Z]{1,3}\d{1,4}[A-Za-z]?|[IVX]{1,4}|Pro|Max|"
                     r"Mini|Plus|Ultra|Lite|Air)$")
-
-
-@lru_cache(maxsize=1)
-def _first_names() -> frozenset[str]:
-    """Given names from many countries (the gender-guesser package's list), lower-cased."""
-    try:
-        import gender_guesser.detector as gd
-    except ImportError:
-        return frozenset()
-    return frozenset(n.lower() for n in gd.Detector(case_sensitive=False).names
-                     if n.lower() not in _MONTH_NAMES and len(n) > 1)
 
 
 def _cap(word: str) -> bool:
@@ -592,7 +586,7 @@ def _name_runs(text: str, used: bytearray) -> list[tuple[int, int, str, bool]]:
 
 
 def _classify(text: str, start: int, end: int, first: bool, persons: set[str],
-              first_names: frozenset[str]) -> tuple[str, int, int, float] | None:
+              alone: set[str]) -> tuple[str, int, int, float] | None:
     """The kind of the name ``text[start:end]`` and its span after trimming sentence starters
     and honorifics: (kind, start, end, confidence); None when nothing is left."""
     words = [(m.start() + start, m.end() + start, m.group())
@@ -623,7 +617,6 @@ def _classify(text: str, start: int, end: int, first: bool, persons: set[str],
     name = text[s:e]
     low_words = [w[2].lower().rstrip(".") for w in words]
     last = low_words[-1]
-    given = low_words[0].split("-")[0]  # "Marie-Claude": the first given name decides
     before = text[max(0, s - 60):s]
     after = text[e:e + 80]
     if len(words) == 1 and first and low_words[0] in _STARTERS:
@@ -657,8 +650,8 @@ def _classify(text: str, start: int, end: int, first: bool, persons: set[str],
         return "place", s, e, 0.65
     if len(words) >= 3 and any(w in ("van", "von", "de", "da", "del", "der", "den", "bin", "al",
                                      "la", "le", "dos", "das") for w in low_words[1:-1]) \
-            and given in first_names:
-        return "person", s, e, 0.9  # "Pieter van Dam", "Ana de la Vega"
+            and last not in _ORG_SUFFIX:
+        return "person", s, e, 0.85  # "Pieter van Dam", "Ana de la Vega"
     if last in _PLACE_SUFFIX and len(words) >= 2:
         return "place", s, e, 0.85
     if (low_words[0] in _PLACE_PREFIX and len(words) >= 2) or (
@@ -667,15 +660,10 @@ def _classify(text: str, start: int, end: int, first: bool, persons: set[str],
     if _STRONG_PLACE_CUE.search(before[-30:]) and not honorific and not _PERSON_AFTER.match(after) \
             and len(words) <= 3:
         return "place", s, e, 0.6
-    if honorific or _PERSON_AFTER.match(after) or re.search(
-            r"(?:chief executive|chief \w+ officer|founder|co-founder|director|coach|manager|"
-            r"minister|mayor|president|chair\w*|spokes\w+|judge|professor|lawyer|"
-            r"analyst|economist|researcher|captain|striker|author|editor|head of \w+|CEO|CFO|"
-            r"CTO|COO)\s$", before) or re.search(r"\b(?:by|with|to|from|and)\s$", before) and \
-            len(words) in (2, 3) and low_words[0] in first_names:
+    if honorific or _PERSON_AFTER.match(after) or _ROLE_BEFORE.search(before):
         return "person", s, e, 0.95 if (honorific or len(words) >= 2) else 0.8
-    if len(words) in (2, 3, 4) and given in first_names and last not in _ORG_SUFFIX:
-        return "person", s, e, 0.85
+    if len(words) in (2, 3, 4) and last in alone and last not in _ORG_SUFFIX:
+        return "person", s, e, 0.85  # "Mara Velen ... Velen said": named again by surname
     if len(words) in (2, 3, 4) and _PERSON_BY.search(before) and last not in _ORG_SUFFIX:
         return "person", s, e, 0.7
     if len(words) == 1 and low_words[0] in persons:
@@ -790,11 +778,12 @@ def find_spans(text: str) -> tuple[Span, ...]:
             add("work", s, s + len(t), _name_value(t), 0.9)
     # names: people first learn the surnames used later on ("Velen said")
     runs = _name_runs(text, used)
-    first_names = _first_names()
+    # a surname used on its own elsewhere ("Velen said") marks the full name as a person's
+    alone = {text[a:b].lower().rstrip("'’s") for a, b, _, _ in runs if " " not in text[a:b]}
     classified = []
     persons: set[str] = set()
     for s, e, _, first in runs:
-        c = _classify(text, s, e, first, persons, first_names)
+        c = _classify(text, s, e, first, persons, alone)
         if c:
             classified.append(c)
             if c[0] == "person" and " " in text[c[1]:c[2]]:
