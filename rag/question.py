@@ -119,6 +119,7 @@ _BINDS = {"role": ("person", "title"), "quantity": ("money", "number", "percent"
           "event": ANSWER_TYPES}
 
 _WORD = re.compile(r"[a-z][a-z'\u2019-]*|\d+(?:[.,]\d+)*")
+_PERIOD = re.compile(r"(?:first|second|third|fourth|final)-(?:quarter|half)|q[1-4]|h[12]")
 _STOP = frozenset(
     "a an the of to in on at for from by with and or but as is are was were be been being do "
     "does did done has have had having will would can could should may might must shall it its "
@@ -185,7 +186,7 @@ _MONEY_NOUNS = frozenset(
     "price cost amount sum fine salary revenue revenues sales profit loss budget valuation "
     "value worth funding investment fee fare bid damages settlement compensation bonus grant "
     "income earnings debt payout penalty prize round raise capital money cash deal "
-    "payment award".split()
+    "payment award tuition rent rents package subsidy subsidies compensation".split()
 )
 _PERCENT_NOUNS = frozenset("percentage percent proportion rate share margin turnout stake "
                            "growth rise change".split())
@@ -197,6 +198,7 @@ _NUMBER_NOUNS = frozenset(
     "width area arrests subscribers admissions applications users customers passengers "
     "visitors infections tonnes hectares acres kilometres kilometers miles gust gusts "
     "copies downloads viewers listeners readers students pupils teachers beds flights "
+    "output production harvest enrolment enrollment "
     "trains buses ships vehicles trees animals birds species hens sheep cattle cuts layoffs "
     "redundancies".split()
 )
@@ -272,8 +274,7 @@ def _type_of_noun(noun: str, words: list[str]) -> str:
         return "duration"
     if noun in _DATE_NOUNS:
         return "date"
-    if noun in _PERCENT_NOUNS and noun not in ("share", "stake") or (
-            noun in ("share", "stake") and "of" in words):
+    if noun in _PERCENT_NOUNS and noun != "share" or (noun == "share" and "of" in words):
         return "percent"
     if noun in _DURATION_NOUNS:
         return "duration"
@@ -515,7 +516,9 @@ def focus_terms(text: str, names: Sequence[str] = (), kind: str | None = None
         attribute, members = SYNONYMS.get(w, ("", (w,)))
         if w in _CLASS_NOUNS and not attribute:
             continue
-        out.setdefault(w, Focus(w, members, binds(attribute)))
+        # a period named by its place in the year binds like a year ("fourth-quarter sales")
+        period = bool(_PERIOD.fullmatch(w))
+        out.setdefault(w, Focus(w, members, binds(attribute) or period))
     return tuple(out.values())
 
 

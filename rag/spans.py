@@ -75,7 +75,8 @@ _SCALE = r"(?:hundred|thousand|million|billion|trillion|mln|mn|bn|tn|crore|lakh|
 
 
 #: A number, and the noun it counts: "140 employees", "an 88-metre vessel", "4,000 new carts".
-_NUMBER = re.compile(rf"(?<![\w$€£¥.,-])(?P<num>{_DIGITS}|(?i:\b{_WORD_NUM}\b))"
+_NUMBER = re.compile(rf"(?<![\w$€£¥.,/:-])(?P<num>{_DIGITS}|(?i:\b{_WORD_NUM}\b))"
+                     rf"(?![\d/]|(?:st|nd|rd|th)\b)"  # not "15th", not part of "2023/24"
                      rf"(?:\s?(?P<scale>{_SCALE}))?(?P<unit>-[a-z]+|(?:\s[a-z][a-z-]+){{1,2}})?")
 _UNIT_ADJECTIVES = frozenset(
     "new more additional other local full-time part-time extra young old metric square cubic "
@@ -738,8 +739,8 @@ def find_spans(text: str) -> tuple[Span, ...]:
     for m in _NUMBER.finditer(text):
         num = m.group("num")
         if num.lower() in ("a", "an", "a few", "several", "half a", "a half", "one"):
-            if not m.group("unit") or num.lower() in ("a", "an"):
-                continue
+            if not m.group("unit") or num.lower() in ("a", "an", "one"):
+                continue  # "one of the", "a few": no count to answer with
         value = number_of(num)
         if value is None:
             continue
