@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from conftest import NEWSBENCH, REPO, SEED_CORPUS
@@ -95,3 +96,74 @@ def test_load_gold_names_a_bad_line(tmp_path):
         load_gold(path)
     with pytest.raises(RagError, match="cannot read gold file"):
         load_gold(tmp_path / "missing.jsonl")
+
+
+# -- the reader's dev and held-out splits -----------------------------------------------------
+
+READER = REPO / "eval" / "reader"
+TYPES = ("person", "organization", "place", "date", "money", "number", "percent", "duration",
+         "title", "work", "description")
+
+
+@pytest.fixture(scope="module", params=["dev", "heldout"])
+def split(request):
+    articles, skipped = load_corpus(READER / request.param / "corpus")
+    assert skipped == []
+    by_file: dict[str, list] = {}
+    for a in articles:
+        by_file.setdefault(Path(a.path).name, []).append(a)
+    return request.param, by_file, load_gold(READER / request.param / "gold.jsonl")
+
+
+def test_reader_split_quotes_are_verbatim_in_their_files(split):
+    _, by_file, items = split
+    check_well_formed(items)
+    missing = []
+    for item in items:
+        for name in item.files:
+            assert name in by_file, f"{item.id}: no article in {name}"
+        texts = [a.text for name in item.files for a in by_file[name]]
+        missing += [(item.id, q) for q in item.evidence if not any(q in t for t in texts)]
+        # the first answer is the article's own words, inside the evidence
+        if item.answerable:
+            assert item.answers[0] in " ".join(item.evidence), item.id
+        for value in item.all_of:
+            assert value in " ".join(item.evidence), item.id
+    assert not missing
+
+
+def test_reader_split_covers_every_type_and_kind(split):
+    name, by_file, items = split
+    answerable = [i for i in items if i.answerable]
+    types = Counter(i.type for i in answerable)
+    assert all(types[t] >= 3 for t in TYPES), types
+    kinds = Counter(i.kind for i in items)
+    assert kinds["terse"] >= 20 and kinds["conflict"] >= 8 and kinds["latest"] >= 8
+    assert kinds["follow-up"] >= 8
+    share = kinds["unanswerable"] / len(items)
+    assert 0.2 <= share <= 0.3, share
+    suffixes = Counter(Path(f).suffix for f in by_file)
+    assert {".md", ".html", ".jsonl"} <= set(suffixes)
+    assert all(dict(a.extra).get("fictional") == "true"
+               for f in by_file if f.endswith(".md") for a in by_file[f])
+
+
+def test_reader_splits_are_large_enough_and_apart():
+    dev = load_gold(READER / "dev" / "gold.jsonl")
+    heldout = load_gold(READER / "heldout" / "gold.jsonl")
+    assert len(dev) + len(heldout) >= 300 and len(heldout) >= 150
+    files = {s: {p.name for p in (READER / s / "corpus").rglob("*") if p.is_file()}
+             for s in ("dev", "heldout")}
+    articles = sum(len(load_corpus(READER / s / "corpus")[0]) for s in files)
+    assert articles >= 100
+    assert not files["dev"] & files["heldout"]
+    assert not {i.question for i in dev} & {i.question for i in heldout}
+
+
+def test_search_result_snippets_start_with_their_date():
+    snippets = [a for s in ("dev", "heldout")
+                for a in load_corpus(READER / s / "corpus")[0] if a.path.endswith(".jsonl")]
+    assert len(snippets) >= 20
+    for a in snippets:
+        assert a.text.rstrip().endswith(("...", "…")), a.path
+        assert a.date, f"{a.path}: the leading date is the article's date"

@@ -326,14 +326,20 @@ def test_thresholds_file_errors(tmp_path):
         load_thresholds(path)
 
 
-def test_shipped_thresholds_cover_both_sets():
+def test_shipped_thresholds_cover_every_set_and_a_language_model():
     t = load_thresholds(REPO / "eval" / "thresholds.toml", required=True)
-    for name in ("seed", "newsbench"):
+    assert set(t) == {name for name, _, _ in ev.SHIPPED_SETS}
+    for name in t:
         limits = thresholds_for(t, name, "extractive")
-        assert {"hit_at_1", "hit_at_5", "mrr", "accuracy", "citation_precision",
-                "citation_recall", "faithfulness", "abstain_rate",
-                "max_false_abstain_rate"} <= set(limits)
+        # what the reader is judged by: short answers, citations and abstention
+        assert {"hit_at_1", "mrr", "accuracy", "short_em", "short_f1", "citation_precision",
+                "citation_recall", "abstain_rate", "max_false_abstain_rate"} <= set(limits)
         assert all(0 <= v <= 1 for v in limits.values())
+        # gates that cannot fail are left out: extractive answers quote their sentences
+        assert "faithfulness" not in limits
+    assert "hit_at_5" not in thresholds_for(t, "seed", "extractive")  # one article, all read
+    llm = thresholds_for(t, "newsbench", "smollm2")
+    assert {"accuracy", "short_em", "faithfulness", "max_false_abstain_rate"} <= set(llm)
 
 
 # -- the command -------------------------------------------------------------------------------
