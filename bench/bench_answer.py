@@ -52,22 +52,20 @@ BASELINE_CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from rag import Settings
-from rag.evaluate import load_gold
 from rag.pipeline import Pipeline
 from rag.retrieve import Index
 out = {"latencies": [], "uncached": []}
-for index, gold in json.loads(sys.argv[2]):
+for index, questions in json.load(open(sys.argv[2])):
     settings = Settings(index=index)
     pipeline = Pipeline(Index(settings.index, settings), "extractive")
-    items = load_gold(gold)
-    pipeline.ask(items[0].question)
-    for item in items:
+    pipeline.ask(questions[0][0])
+    for question, history in questions:
         t = time.perf_counter()
-        pipeline.ask(item.question, item.history)
+        pipeline.ask(question, history)
         out["latencies"].append((time.perf_counter() - t) * 1000)
         pipeline._sentence_cache.clear()
         t = time.perf_counter()
-        pipeline.ask(item.question, item.history)
+        pipeline.ask(question, history)
         out["uncached"].append((time.perf_counter() - t) * 1000)
 print(json.dumps(out))
 """
@@ -142,8 +140,11 @@ def run_baseline(tmp: Path, sets, ref: str) -> dict:
                              stdout=subprocess.PIPE, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
-    args = json.dumps([[str(index), str(gold)] for _, index, gold in sets])
-    proc = subprocess.run([sys.executable, "-c", BASELINE_CHILD, str(folder), args],
+    questions = tmp / "baseline-questions.json"
+    questions.write_text(json.dumps([
+        [str(index), [[item.question, [dict(t) for t in item.history]]
+                      for item in load_gold(gold)]] for _, index, gold in sets]))
+    proc = subprocess.run([sys.executable, "-c", BASELINE_CHILD, str(folder), str(questions)],
                           stdout=subprocess.PIPE, text=True, check=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     got = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -204,6 +205,7 @@ def main() -> None:
         for generator in args.generators.split(","):
             limit = None if generator == "extractive" else args.llm_questions
             f = run_gold(sets, generator, limit)
+            print(f"{generator} (before the baseline): {json.dumps(f)}", flush=True)
             if generator == "extractive":
                 base = run_baseline(tmp, sets, args.baseline)
                 f["baseline"] = base

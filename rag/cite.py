@@ -126,7 +126,9 @@ class Verifier:
         return results
 
 
-def citation(n: int, hit: Hit, c: PassageSentence, score: float) -> Citation:
+def citation(n: int, hit: Hit, c, score: float) -> Citation:
+    """Citation ``n`` of the sentence ``c`` (anything with ``start``, ``end`` and ``text`` in
+    article coordinates, such as a :class:`PassageSentence`) of ``hit``'s passage."""
     a = hit.article
     return Citation(
         n=n, doc_id=hit.chunk.article_id, title=a.get("title", ""), url=a.get("url", ""),

@@ -17,7 +17,6 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
 from .cite import (
-    PassageSentence,
     Verifier,
     assemble,
     citation,
@@ -27,7 +26,15 @@ from .cite import (
 from .config import Settings
 from .index import english_stemmer
 from .question import Question
-from .reader import COMPATIBLE, READ_HITS, SENTENCE_TYPES, Reader, Reading, in_question
+from .reader import (
+    COMPATIBLE,
+    READ_HITS,
+    SENTENCE_TYPES,
+    Reader,
+    Reading,
+    Sentence,
+    in_question,
+)
 from .retrieve import Index
 from .spans import find_spans
 from .types import Answer, Citation, Hit, ShortAnswer
@@ -206,7 +213,7 @@ class Pipeline:
             if reading is not None:
                 if i - 1 not in keep:
                     continue
-                text = " ".join(s.text for s in sorted(keep[i - 1], key=lambda s: s.ref.start))
+                text = " ".join(s.text for s in sorted(keep[i - 1], key=lambda s: s.start))
             else:
                 text = " ".join(c.text for c in passage_sentences((h,)))
             head = ", ".join(x for x in (h.article.get("title"), h.article.get("date")) if x)
@@ -262,11 +269,11 @@ class _Citations:
         self.numbering: dict[tuple[int, int], int] = {}
         self.list: list[Citation] = []
 
-    def cite(self, hit_index: int, ref: PassageSentence) -> int:
-        key = (hit_index, ref.start)
+    def cite(self, hit_index: int, sentence: Sentence) -> int:
+        key = (hit_index, sentence.start)
         if key not in self.numbering:
             self.numbering[key] = len(self.numbering) + 1
-            self.list.append(citation(self.numbering[key], self.hits[hit_index], ref, 1.0))
+            self.list.append(citation(self.numbering[key], self.hits[hit_index], sentence, 1.0))
         return self.numbering[key]
 
 
@@ -281,28 +288,28 @@ def compose(reading: Reading, hits: tuple[Hit, ...]):
     """
     cites = _Citations(hits)
     if reading.mode == "sentences":
-        parts = [f"{s.text} [{cites.cite(i, s.ref)}]" for s, i in reading.sentences]
+        parts = [f"{s.text} [{cites.cite(i, s)}]" for s, i in reading.sentences]
         return " ".join(parts), tuple(cites.list), None
     best = reading.best
-    n = cites.cite(best.hit_index, best.sentence.ref)
+    n = cites.cite(best.hit_index, best.sentence)
     start, end = best.span.start, best.span.end
     short = ShortAnswer(text=best.span.text, doc_id=hits[best.hit_index].chunk.article_id,
                         start=start, end=end, citation=n)
     sentence = best.sentence.text
-    quote = _quote(sentence, start - best.sentence.ref.start, end - best.sentence.ref.start)
+    quote = _quote(sentence, start - best.sentence.start, end - best.sentence.start)
     date = as_of(hits[best.hit_index].article.get("date", "") or "")
     if reading.mode == "conflict":
         parts = [f"{best.span.text} ({date}) [{n}]"]
         for c in reading.others:
             parts.append(f"{c.span.text} ({as_of(hits[c.hit_index].article.get('date', ''))}) "
-                         f"[{cites.cite(c.hit_index, c.sentence.ref)}]")
+                         f"[{cites.cite(c.hit_index, c.sentence)}]")
         text = f"{best.span.text} \u2014 the articles differ: " + "; ".join(parts) + "."
         return text, tuple(cites.list), short
     if reading.mode == "latest":
         text = f"{best.span.text}, as of {date} \u2014 {quote} [{n}]"
         for c in reading.others:
             text += (f" Earlier ({as_of(hits[c.hit_index].article.get('date', ''))}): "
-                     f"{c.span.text} [{cites.cite(c.hit_index, c.sentence.ref)}].")
+                     f"{c.span.text} [{cites.cite(c.hit_index, c.sentence)}].")
         return text, tuple(cites.list), short
     return f"{best.span.text} \u2014 {quote} [{n}]", tuple(cites.list), short
 

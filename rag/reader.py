@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .cite import PassageSentence, passage_sentences
+from .cite import passage_sentences
 from .question import SYNONYMS, Question
 from .spans import Span, find_spans, lead_end
 from .textrules import year_in
@@ -129,16 +129,15 @@ _CAUSE = re.compile(r"\b(because|due to|owing to|after|since|as a result|so that
 
 @dataclass(frozen=True)
 class Sentence:
-    """A passage sentence with what the reader needs of it, question-independent."""
+    """A passage sentence with what the reader needs of it, question-independent: ``text`` is
+    ``article_text[start:end]``."""
 
-    ref: PassageSentence
+    start: int
+    end: int
+    text: str
     spans: tuple[Span, ...]        # in article coordinates
     words: tuple[tuple[int, str], ...]  # (offset in the sentence, stem), in order
     lower: str
-
-    @property
-    def text(self) -> str:
-        return self.ref.text
 
 
 @dataclass(frozen=True)
@@ -279,7 +278,8 @@ class Reader:
             stems = _stem_words(self.stemmer, [w for _, w in words])
             inside = tuple(sp.shifted(base) for sp in spans
                            if s.start <= sp.start + base and sp.end + base <= s.end)
-            out.append(Sentence(s, inside, tuple((o, st) for (o, _), st in zip(words, stems)),
+            out.append(Sentence(s.start, s.end, s.text, inside,
+                                tuple((o, st) for (o, _), st in zip(words, stems)),
                                 s.text.lower()))
         return Passage(hit.chunk.article_id, tuple(out), snippet_end)
 
@@ -348,7 +348,7 @@ class Reader:
                 return True
             if sp.unit in _MEASURES:
                 return False
-            after = sentence.text[sp.end - sentence.ref.start:][:40].lower()
+            after = sentence.text[sp.end - sentence.start:][:40].lower()
             return any(_same_noun(w, head, self.stemmer) for w in _WORD.findall(after)[:4])
         return True
 
@@ -390,7 +390,7 @@ class Reader:
                           / n_names) if n_names else 0.0
             matched = [self._match(question, sent) for sent in p.sentences]
             for j, sent in enumerate(p.sentences):
-                key = (h.chunk.article_id, sent.ref.start)
+                key = (h.chunk.article_id, sent.start)
                 if key in seen:
                     continue
                 seen.add(key)
@@ -408,7 +408,7 @@ class Reader:
                                      r[0]))
             rows = rows[:MAX_EMBEDDED]
         if rows and question.vector is not None:
-            vecs = self.vectors([((hits[i].chunk.article_id, sent.ref.start, sent.text),
+            vecs = self.vectors([((hits[i].chunk.article_id, sent.start, sent.text),
                                   sent.text) for i, _, sent, _, _ in rows])
             sims = [float(v @ question.vector) for v in vecs]
         else:
@@ -495,11 +495,11 @@ class Reader:
             "sim_gap": best["sim"] - x.sim, "cause_focus": cause * x.focus_window,
             "rare": x.rare, "rare_gap": best["rare"] - x.rare,
             "after_top": 1.0 if (x.hit_index == top.hit_index and
-                                 0 <= x.sentence.ref.start - top.sentence.ref.end <= 2) else 0.0,
+                                 0 <= x.sentence.start - top.sentence.end <= 2) else 0.0,
             "sim": x.sim, "focus": x.focus, "named": x.named, "context_named": x.context_named,
             "cause": cause,
             "rank": 1.0 / (1 + x.hit_index), "dense": h.dense or 0.0,
-            "lead": 1.0 if x.sentence.ref.start < LEAD_CHARS else 0.0,
+            "lead": 1.0 if x.sentence.start < LEAD_CHARS else 0.0,
             "top_sentence": 1.0 if x is top else 0.0,
             "negated": 1.0 if x.negated else 0.0, "focus_window": x.focus_window,
             "names_window": x.names_window,
@@ -526,7 +526,7 @@ class Reader:
         # the chosen ones do not: the reason often follows the sentence that names the event
         for q, x in ranked[1:]:
             if (x.hit_index == best.hit_index and
-                    0 <= x.sentence.ref.start - best.sentence.ref.end <= 2 and
+                    0 <= x.sentence.start - best.sentence.end <= 2 and
                     (q >= p * NEXT_SENTENCE_SHARE or _CAUSE.search(x.sentence.text))):
                 chosen.append((x.sentence, x.hit_index))
                 break
@@ -537,7 +537,7 @@ class Reader:
                     chosen.append((x.sentence, x.hit_index))
                     break
         chosen.sort(key=lambda si: (hits[si[1]].chunk.article_id != hits[best.hit_index].chunk.
-                                    article_id, si[0].ref.start))
+                                    article_id, si[0].start))
         return Reading("sentences", sentences=tuple(chosen), scored=keep, probability=p,
                        options=tuple(options))
 
@@ -588,9 +588,9 @@ class Reader:
         for n, (sp, x, fit) in enumerate(raw):
             members = groups[group_of[n]]
             articles = {hits[raw[m][1].hit_index].chunk.article_id for m in members}
-            sentences = {(hits[raw[m][1].hit_index].chunk.article_id, raw[m][1].sentence.ref.start)
+            sentences = {(hits[raw[m][1].hit_index].chunk.article_id, raw[m][1].sentence.start)
                          for m in members}
-            at, end = sp.start - x.sentence.ref.start, sp.end - x.sentence.ref.start
+            at, end = sp.start - x.sentence.start, sp.end - x.sentence.start
             h = hits[x.hit_index]
             words = _WORD.findall(sp.text.lower())
             values = {
@@ -606,7 +606,7 @@ class Reader:
                 "year_here": 1.0 if question.years and any(
                     y in x.sentence.text for y in question.years) else 0.0,
                 "articles": math.log2(len(articles)), "mentions": math.log2(len(sentences)),
-                "lead": 1.0 if x.sentence.ref.start < LEAD_CHARS else 0.0,
+                "lead": 1.0 if x.sentence.start < LEAD_CHARS else 0.0,
                 "question_overlap": (sum(w in q_words for w in words) / len(words))
                 if words else 0.0,
                 "top_sentence": 1.0 if x.score >= top - 1e-9 else 0.0,
@@ -794,7 +794,7 @@ def _year_fits(question: Question, hit: Hit, sentence: Sentence,
     date = hit.article.get("date", "") or ""
     at = end = None
     if sp is not None:
-        at, end = sp.start - sentence.ref.start, sp.end - sentence.ref.start
+        at, end = sp.start - sentence.start, sp.end - sentence.start
     mentioned = [(m.start(), m.end(), m.group()) for m in _YEAR_NEAR.finditer(text)]
 
     def asked(y: str) -> bool:
@@ -830,7 +830,7 @@ def _other_year(question: Question, sentence: Sentence, sp: Span, date: str = ""
     an article of the year asked (that figure is the year before's), else 0."""
     if not question.years or sp.kind == "date":
         return 0.0
-    at, end = sp.start - sentence.ref.start, sp.end - sentence.ref.start
+    at, end = sp.start - sentence.start, sp.end - sentence.start
     if date[:4] in question.years and _LAST_YEAR.match(sentence.text[end:end + 30].lstrip(
             " ,")):
         return 1.0

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rag import Settings, build_index
-from rag.cite import citation
+from rag.cite import PassageSentence, citation
 from rag.pipeline import ABSTAIN_TEXT, Pipeline, answer_json, compose, typed_support
 from rag.reader import Reader
 from rag.retrieve import Index
@@ -221,8 +221,8 @@ def test_generated_sentences_must_carry_an_answer_of_the_expected_type(pipeline)
     q = pipeline.index.question("Which firm led Harbor Robotics' Series B round?")
     hits = pipeline.index.search(q, 10)
     reading = pipeline.reader.read(q, hits)
-    ref = reading.best.sentence.ref
-    found = (type(ref)(reading.best.hit_index, ref.start, ref.end, ref.text), 0.9)
+    best = reading.best.sentence
+    found = (PassageSentence(reading.best.hit_index, best.start, best.end, best.text), 0.9)
     assert typed_support(q, "Northgate Capital led the Series B round.", found, hits)
     assert not typed_support(q, "Harbor Robotics raised money in a Series B round.", found,
                              hits)
@@ -238,11 +238,8 @@ def test_compose_cites_each_sentence_once_in_order(pipeline):
     text, citations, short = compose(reading, hits)
     assert [c.n for c in citations] == [1, 2]
     assert text.count("[1]") == 1 and text.count("[2]") == 1
-    first = citations[0]
-    assert first == citation(1, hits[reading.best.hit_index],
-                             type(reading.best.sentence.ref)(
-                                 reading.best.hit_index, reading.best.sentence.ref.start,
-                                 reading.best.sentence.ref.end, reading.best.sentence.text), 1.0)
+    assert citations[0] == citation(1, hits[reading.best.hit_index], reading.best.sentence, 1.0)
+    assert citations[0].quote == reading.best.sentence.text
 
 
 _PARTS = st.sampled_from([
