@@ -24,6 +24,7 @@ import numpy as np
 
 from .errors import QueryError
 from .textrules import (
+    NAME_JOINERS,
     YEAR,
     Anchor,
     anchors,
@@ -523,7 +524,7 @@ def focus_terms(text: str, names: Sequence[str] = (), kind: str | None = None
 
 
 _TOKEN = re.compile(r"[\w\u2019'&.-]+")
-_CONNECTORS = frozenset("of de da van von der den del della la le du dos das bin al el & y".split())
+_CONNECTORS = NAME_JOINERS
 #: Capitalised words that name a role, not an entity.
 _ROLE_ACRONYMS = frozenset("ceo cfo cto coo cmo cio mvp".split())
 #: Words that start a question capitalised and never begin a name.

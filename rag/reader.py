@@ -77,27 +77,27 @@ SENTENCE_FEATURES = ("sim", "focus", "named", "context_named", "cause", "rank", 
                      "focus_gap", "sim_gap", "cause_focus", "after_top", "rare", "rare_gap")
 # Logistic weights of the features, fitted on the dev split by bench/calibrate_reader.py (the
 # held-out split plays no part), and the bias.
-WEIGHTS = {"sim": 1.743, "focus": -0.686, "named": -0.011, "context_named": -0.269, "fit": 0.977,
-           "ideal_kind": 1.727, "near_focus": 0.980, "near_name": -0.517, "rank": 1.356,
-           "dense": -0.399, "unit": -0.118, "other_year": -0.616, "year_here": -0.123,
-           "articles": -0.995, "mentions": 0.154, "lead": 0.186, "question_overlap": -0.431,
-           "top_sentence": 0.168, "relative_date": -1.274, "other_unit": -0.697, "negated": -0.160,
-           "focus_window": 0.488, "names_window": 0.511, "named_gap": 1.423, "focus_gap": -0.423,
-           "sim_gap": -1.647, "after_focus": 0.426, "before_focus": 0.394, "cover": 0.611,
-           "rare": 2.135, "rare_gap": -0.327, "attached": 0.631, "recency": 1.076,
-           "precision": 1.793}
-BIAS = -5.331
-SENTENCE_WEIGHTS = {"sim": 0.642, "focus": 0.282, "named": 0.069, "context_named": 0.332,
-                    "cause": 1.333, "rank": 0.463, "dense": 0.406, "lead": -0.641,
-                    "top_sentence": 0.461, "negated": -0.073, "focus_window": 0.743,
-                    "names_window": -0.645, "named_gap": -0.230, "focus_gap": -0.126,
-                    "sim_gap": -0.671, "cause_focus": -0.285, "after_top": 0.178, "rare": 0.945,
-                    "rare_gap": -0.852}
-SENTENCE_BIAS = -0.065
+WEIGHTS = {"sim": 1.709, "focus": -0.698, "named": 0.068, "context_named": -0.264, "fit": 0.993,
+           "ideal_kind": 1.753, "near_focus": 0.926, "near_name": -0.484, "rank": 1.296,
+           "dense": -0.339, "unit": -0.084, "other_year": -0.634, "year_here": -0.053,
+           "articles": -0.993, "mentions": 0.159, "lead": 0.160, "question_overlap": -0.442,
+           "top_sentence": 0.158, "relative_date": -1.246, "other_unit": -0.692, "negated": -0.153,
+           "focus_window": 0.532, "names_window": 0.505, "named_gap": 1.377, "focus_gap": -0.494,
+           "sim_gap": -1.621, "after_focus": 0.431, "before_focus": 0.455, "cover": 0.569,
+           "rare": 2.035, "rare_gap": -0.260, "attached": 0.587, "recency": 2.127,
+           "precision": 1.887}
+BIAS = -5.309
+SENTENCE_WEIGHTS = {"sim": 0.614, "focus": 0.263, "named": 0.041, "context_named": 0.365,
+                    "cause": 1.317, "rank": 0.267, "dense": 0.400, "lead": -0.695,
+                    "top_sentence": 0.681, "negated": -0.079, "focus_window": 0.738,
+                    "names_window": -0.652, "named_gap": -0.211, "focus_gap": -0.110,
+                    "sim_gap": -0.647, "cause_focus": -0.238, "after_top": 0.222, "rare": 0.935,
+                    "rare_gap": -0.844}
+SENTENCE_BIAS = 0.030
 #: Abstain when the best candidate's probability of being the answer is below this; calibrated
 #: on the dev split to keep false abstentions at or under 8%.
-MIN_PROBABILITY = 0.228
-MIN_SENTENCE_PROBABILITY = 0.232
+MIN_PROBABILITY = 0.214
+MIN_SENTENCE_PROBABILITY = 0.225
 #: A why/how answer takes the next sentence too when it is at least this share as probable,
 #: and a sentence that gives a reason when it is at least ``CAUSE_SENTENCE_SHARE`` as probable.
 NEXT_SENTENCE_SHARE = 0.3

@@ -22,7 +22,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from .textrules import is_demonym
+from .textrules import NAME_JOINERS, NAME_PARTICLES, is_demonym
 
 #: The kinds a span can have. ``name`` is a proper name whose class the rules cannot tell.
 KINDS = ("date", "money", "percent", "duration", "number", "person", "organization", "place",
@@ -421,10 +421,8 @@ _WORK_CUE = re.compile(r"\b(?:named|called|dubbed|titled|entitled|known as|brand
                        r"book|novel|film|movie|album|song|single|play|show|series|report|study|"
                        r"documentary|exhibition|opera|musical|memoir|podcast|app|model|product|"
                        r"device|drug|vaccine)\s+(?:the\s+)?$", re.I)
-_CONNECT = frozenset("of de da van von der den del della la le du dos das bin ibn al el y & "
-                     "and the for on".split())
-_CONNECT_INNER = frozenset("of de da van von der den del della la le du dos das bin ibn al el y "
-                           "&".split())
+_CONNECT = NAME_JOINERS | {"and", "the", "for", "on"}
+_CONNECT_INNER = NAME_JOINERS
 _TOKEN = re.compile(r"[^\s\"“”‘’()\[\]{}]+")
 #: Words after which "of" continues a name ("University of Lindmoor", "Bank of England"); after
 #: a person's name it does not ("Haftom Welde of Ethiopia").
@@ -649,8 +647,7 @@ def _classify(text: str, start: int, end: int, first: bool, persons: set[str],
     if low_words[0] in _PLACE_PREFIX and len(words) >= 2 and low_words[0] not in (
             "north", "south", "east", "west", "upper", "lower", "greater", "co", "st"):
         return "place", s, e, 0.65
-    if len(words) >= 3 and any(w in ("van", "von", "de", "da", "del", "der", "den", "bin", "al",
-                                     "la", "le", "dos", "das") for w in low_words[1:-1]) \
+    if len(words) >= 3 and any(w in NAME_PARTICLES for w in low_words[1:-1]) \
             and last not in _ORG_SUFFIX:
         return "person", s, e, 0.85  # "Pieter van Dam", "Ana de la Vega"
     if last in _PLACE_SUFFIX and len(words) >= 2:

@@ -38,6 +38,11 @@ COMMON = frozenset(
     "has have had of to yes no not also however meanwhile tell give list name about me my you "
     "your".split()
 )
+#: Particles inside names of people ("Pieter van Dam", "Ana de la Vega", "bin Salman").
+NAME_PARTICLES = frozenset("de da van von der den del della la le du dos das bin ibn al el y"
+                           .split())
+#: What joins the words of a name: its particles, "of" ("Bank of England") and "&".
+NAME_JOINERS = NAME_PARTICLES | {"of", "&"}
 DATE_WORDS = re.compile(r"\b(1[89]\d\d|20\d\d|" + "|".join(MONTHS + WEEKDAYS) + r"|yesterday|"
                         r"today|last (week|month|year|spring|summer|fall|autumn|winter))\b", re.I)
 # The kind of answer a question asks for, and what a passage holding it must contain.
