@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def first_line(e: BaseException) -> str:
     """The first line of ``e``'s message, or its type's name when it has none."""
@@ -19,6 +21,19 @@ class CorpusError(RagError):
 
 class IndexNotFoundError(RagError):
     """There is no usable index in the index folder."""
+
+
+class IndexDamagedError(IndexNotFoundError):
+    """A file of the index is missing, truncated or unreadable; ``rag index`` rebuilds it.
+
+    ``path`` is the damaged file, ``reason`` what is wrong with it, in a few words."""
+
+    def __init__(self, path: str | Path, reason: str | BaseException, folder: str | Path):
+        self.path = Path(path)
+        self.reason = first_line(reason) if isinstance(reason, BaseException) else reason
+        self.folder = Path(folder)
+        super().__init__(f"{self.path} is damaged ({self.reason}); run `rag index --index "
+                         f"{self.folder}` to rebuild the index from the corpus")
 
 
 class IndexMismatchError(RagError):

@@ -31,7 +31,7 @@ import numpy as np
 
 from .chunk import CHUNKER_VERSION, chunk_spans
 from .config import Settings
-from .errors import CorpusError, IndexMismatchError, IndexNotFoundError, RagError
+from .errors import CorpusError, IndexDamagedError, IndexMismatchError, RagError, first_line
 from .load import Skipped, load_file, scan
 from .store import FaissStore
 from .types import Article
@@ -85,6 +85,7 @@ class IndexReport:
     embedded: int = 0
     duplicates: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    repaired: str = ""  # what was damaged, when the run rebuilt a damaged index
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -96,13 +97,6 @@ def bm25_tokens(text: str, stemmer=None) -> list[str]:
 
     words = [w for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS_EN]
     return stemmer.stemWords(words) if stemmer is not None else words
-
-
-def import_bm25s():
-    import bm25s
-
-    logging.getLogger("bm25s").setLevel(logging.NOTSET)  # bm25s sets DEBUG on import; undo it
-    return bm25s
 
 
 def english_stemmer():
@@ -117,16 +111,38 @@ def chunker_settings(settings: Settings, embedder) -> dict:
             "version": CHUNKER_VERSION, "token_limit": embedder.max_tokens}
 
 
+#: What a manifest of this format must hold, and of which type.
+MANIFEST_KEYS = {"generation": int, "embedder": str, "dimension": int, "store": str,
+                 "files": dict, "next_vector_id": int, "counts": dict, "articles": dict,
+                 "updated_at": str}
+GENERATION_FILES = ("vectors", "articles", "bm25")
+
+
 def read_manifest(folder: Path) -> dict | None:
-    path = Path(folder) / "manifest.json"
-    if not path.exists():
-        return None
+    """The folder's manifest (None when there is none); :class:`IndexDamagedError` when it is
+    unreadable or lacks what this format needs (a manifest of another format is returned as
+    it is, for the callers' compatibility checks)."""
+    folder = Path(folder)
+    path = folder / "manifest.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise IndexNotFoundError(
-            f"{path} is unreadable ({e}); run `rag index --rebuild` to rebuild the index"
-        ) from None
+        manifest = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise IndexDamagedError(path, f"not readable JSON: {first_line(e)}", folder) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("format_version"), int):
+        raise IndexDamagedError(path, "not an index manifest", folder)
+    if manifest["format_version"] != FORMAT_VERSION:
+        return manifest
+    for key, kind in MANIFEST_KEYS.items():
+        if not isinstance(manifest.get(key), kind):
+            raise IndexDamagedError(path, f"no {key!r} of type {kind.__name__}", folder)
+    files = manifest["files"]
+    for key in GENERATION_FILES:
+        name = files.get(key)
+        if not isinstance(name, str) or not re.fullmatch(rf"{key}-\d+(\.jsonl)?", name):
+            raise IndexDamagedError(path, f"no valid file name for {key!r}", folder)
+    return manifest
 
 
 def check_compatible(manifest: dict, settings: Settings, embedder_id: str, folder: Path) -> None:
@@ -162,13 +178,94 @@ def locked(folder: Path) -> Iterator[None]:
 
 
 def read_records(folder: Path, manifest: dict) -> dict[str, ArticleRecord]:
+    """The articles of the manifest's generation, checked against the manifest: every line an
+    article, the same articles, each chunk inside its text."""
+    path = folder / manifest["files"]["articles"]
     records = {}
-    with open(folder / manifest["files"]["articles"], encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            d["chunks"] = [tuple(c) for c in d["chunks"]]
-            records[d["id"]] = ArticleRecord(**d)
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                d = json.loads(line)
+                d["chunks"] = [tuple(c) for c in d["chunks"]]
+                rec = ArticleRecord(**d)
+                if not all(len(c) == 3 and 0 <= c[0] < c[1] <= len(rec.text) for c in rec.chunks):
+                    raise ValueError(f"line {n} has a passage outside its article")
+                records[rec.id] = rec
+    except FileNotFoundError:
+        raise IndexDamagedError(path, "missing", folder) from None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise IndexDamagedError(path, f"unreadable: {first_line(e)}", folder) from None
+    if records.keys() != manifest["articles"].keys():
+        raise IndexDamagedError(path, f"{len(records)} articles, not the "
+                                f"{len(manifest['articles'])} the manifest lists", folder)
     return records
+
+
+BM25_FILES = ("params.index.json", "vocab.index.json", "data.csc.index.npy",
+              "indices.csc.index.npy", "indptr.csc.index.npy")
+
+
+def load_bm25(folder: Path, name: str, n_chunks: int):
+    """The BM25 index saved as ``name`` over ``n_chunks`` chunks (None when no chunk has a
+    word to index); :class:`IndexDamagedError` naming the damaged file."""
+    import bm25s
+
+    path = folder / name
+    if not (path / BM25_FILES[0]).exists() and path.is_dir() and not any(path.iterdir()):
+        return None  # saved empty: no chunk had an indexable word
+    for file in BM25_FILES:
+        try:
+            if file.endswith(".json"):
+                data = json.loads((path / file).read_bytes())
+                fits = isinstance(data, dict) and (
+                    data.get("num_docs") == n_chunks if file == "params.index.json"
+                    else all(isinstance(v, int) for v in data.values()))
+            else:
+                fits = np.load(path / file, mmap_mode="r").ndim == 1
+        except FileNotFoundError:
+            raise IndexDamagedError(path / file, "missing", folder) from None
+        except Exception as e:  # noqa: BLE001 - any failure to read it means it is damaged
+            raise IndexDamagedError(path / file, f"unreadable: {type(e).__name__}",
+                                    folder) from None
+        if not fits:
+            raise IndexDamagedError(path / file, f"not part of a BM25 index of the {n_chunks} "
+                                    "passages", folder)
+    try:
+        bm25 = bm25s.BM25.load(str(path), show_progress=False)
+        scores, vocab = bm25.scores, bm25.vocab_dict
+        fits = (scores["num_docs"] == n_chunks and 0 < len(scores["indptr"]) <= len(vocab) + 1
+                and len(scores["data"]) == len(scores["indices"]) == scores["indptr"][-1]
+                and (not len(scores["indices"]) or 0 <= scores["indices"].min()
+                     and scores["indices"].max() < n_chunks))
+    except Exception as e:  # noqa: BLE001
+        raise IndexDamagedError(path, f"unreadable: {first_line(e)}", folder) from None
+    if not fits:
+        raise IndexDamagedError(path, f"it does not index the {n_chunks} passages", folder)
+    return bm25
+
+
+@dataclass
+class Generation:
+    """One generation of an index folder, read and checked against its manifest."""
+
+    manifest: dict
+    records: dict[str, ArticleRecord]
+    store: FaissStore
+    bm25: object | None  # a bm25s.BM25; None when no chunk has a word to index
+
+
+def open_generation(folder: Path, manifest: dict) -> Generation:
+    """Read every file of the manifest's generation; :class:`IndexDamagedError` naming the
+    first file that is missing, unreadable or out of step with the others."""
+    folder = Path(folder)
+    files = manifest["files"]
+    records = read_records(folder, manifest)
+    store = FaissStore.load(folder, files["vectors"], manifest["dimension"], manifest["store"])
+    vids = [vid for rec in records.values() for *_, vid in rec.chunks]
+    if len(vids) != len(store) or not np.array_equal(np.sort(store.ids), np.sort(vids)):
+        raise IndexDamagedError(folder / f"{files['vectors']}.npz", f"{len(store)} vectors for "
+                                f"the {len(vids)} passages of {files['articles']}", folder)
+    return Generation(manifest, records, store, load_bm25(folder, files["bm25"], len(vids)))
 
 
 def _file_sha(path: Path) -> str:
@@ -264,11 +361,20 @@ class IndexWriter:
 
     def _update(self, folder: Path, corpus: Path, rebuild: bool) -> IndexReport:
         emb = self.embedder
-        manifest = None if rebuild else read_manifest(folder)
+        manifest, repaired = None, ""
+        if not rebuild:
+            try:
+                manifest = read_manifest(folder)
+                if manifest is not None:
+                    check_compatible(manifest, self.settings, emb.id, folder)
+                    current = open_generation(folder, manifest)
+            except IndexDamagedError as e:
+                # Rebuilt from the corpus as a new generation; the damaged files go with the old.
+                repaired = f"{e.path} is damaged ({e.reason}); rebuilding the index from the corpus"
+                log.warning("%s", repaired)
+                manifest = None
         if manifest is not None:
-            check_compatible(manifest, self.settings, emb.id, folder)
-            records = read_records(folder, manifest)
-            store = FaissStore.load(folder, manifest["files"]["vectors"], emb.dim, self.settings.store)
+            records, store = current.records, current.store
         else:
             records, store = {}, FaissStore(emb.dim, self.settings.store)
 
@@ -277,7 +383,7 @@ class IndexWriter:
             raise CorpusError(
                 f"no readable article in {corpus}; add .txt, .md, .html, .json or .jsonl files"
             )
-        report = IndexReport(skipped=[asdict(s) for s in now.skipped])
+        report = IndexReport(skipped=[asdict(s) for s in now.skipped], repaired=repaired)
 
         # One copy per distinct content: an article already indexed keeps its place while it
         # still holds that content; other copies are reported as duplicates and not indexed.
@@ -336,7 +442,8 @@ class IndexWriter:
         report.chunks = sum(len(records[a].chunks) for a in order)
         sources = now.files
         if manifest is not None and not (added or changed or removed):
-            if sources != manifest.get("sources") or report.duplicates != manifest.get("duplicates"):
+            if (sources, report.duplicates) != (manifest.get("sources"),
+                                                manifest.get("duplicates")):
                 manifest.update(sources=sources, duplicates=report.duplicates)
                 _write_json(folder / "manifest.json", manifest)
             return report
@@ -373,7 +480,7 @@ class IndexWriter:
 
 
 def _save_bm25(path: Path, records: list[ArticleRecord]) -> None:
-    bm25s = import_bm25s()
+    import bm25s
 
     stemmer = english_stemmer()
     corpus = [bm25_tokens(r.text[s:e], stemmer) for r in records for s, e, _ in r.chunks]

@@ -17,10 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from .config import Settings
-from .errors import IndexMismatchError, IndexNotFoundError
-from .index import FORMAT_VERSION, ArticleRecord, english_stemmer, read_manifest
+from .errors import IndexDamagedError, IndexMismatchError, IndexNotFoundError
+from .index import (
+    FORMAT_VERSION,
+    ArticleRecord,
+    Generation,
+    english_stemmer,
+    open_generation,
+    read_manifest,
+)
 from .question import Question, analyze
-from .store import FaissStore
 from .textrules import anchor_match, compile_anchors
 from .types import Chunk, Hit
 
@@ -33,9 +39,11 @@ NEWS_WEIGHT = 0.02  # a passage matching every anchor gains about one rank-1 RRF
 class Index:
     """An opened index that answers ``search(question, k)`` with ranked :class:`Hit` s.
 
-    >>> idx = Index("index")                                     # doctest: +SKIP
-    >>> idx.search("How much did Alibaba invest in SenseTime?", k=3)[0].chunk.text  # doctest: +SKIP
-    'Alibaba led a group of investors that poured $600 million into SenseTime, ...'
+    Use (with an index in ``index/``)::
+
+        idx = Index("index")
+        idx.search("How much did Alibaba invest in SenseTime?", k=3)[0].chunk.text
+        # 'Alibaba led a group of investors that poured $600 million into SenseTime, ...'
     """
 
     def __init__(self, folder: str | Path | None = None, settings: Settings | None = None,
@@ -57,16 +65,21 @@ class Index:
             self._embedder = embedder_for(self.settings)
         return self._embedder
 
+    def _manifest_stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = (self.folder / "manifest.json").stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
     def reload(self) -> bool:
         """Pick up a newer generation written by ``rag index``; True when something changed.
 
         Cheap when nothing was written: the manifest (which lists every article) is parsed
-        only when its file changed, so callers may reload before every question."""
-        try:
-            st = (self.folder / "manifest.json").stat()
-            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except OSError:
-            seen = None
+        only when its file changed, so callers may reload before every question. A damaged
+        file raises :class:`~rag.errors.IndexDamagedError` (the generation read before stays
+        in use by searches until a reload succeeds)."""
+        seen = self._manifest_stat()
         if seen is not None and seen == self._manifest_seen:
             return False
         manifest = read_manifest(self.folder)
@@ -87,23 +100,18 @@ class Index:
         # Queries are embedded the way the passages were, and searched with the index's store.
         settings = replace(self.settings, embed_backend=backend, store=manifest["store"])
         try:
-            self._load(manifest, settings)
-        except FileNotFoundError:
-            # A writer replaced the generation while we read it; the new manifest is complete.
-            return self.reload()
+            generation = open_generation(self.folder, manifest)
+        except IndexDamagedError:
+            if self._manifest_stat() != seen:
+                # A writer replaced the generation while we read it; the new manifest is complete.
+                return self.reload()
+            raise
+        self._load(generation, settings)
         self._manifest_seen = seen
         return True
 
-    def _load(self, manifest: dict, settings: Settings) -> None:
-        from .index import import_bm25s, read_records
-
-        bm25s = import_bm25s()
-        files = manifest["files"]
-        records = read_records(self.folder, manifest)
-        store = FaissStore.load(self.folder, files["vectors"], manifest["dimension"],
-                                manifest["store"])
-        bm25_dir = self.folder / files["bm25"]
-        bm25 = bm25s.BM25.load(str(bm25_dir)) if (bm25_dir / "params.index.json").exists() else None
+    def _load(self, generation: Generation, settings: Settings) -> None:
+        manifest, records, store = generation.manifest, generation.records, generation.store
         articles = list(records.values())
         chunk_article = []
         chunk_span = []
@@ -120,7 +128,7 @@ class Index:
             self.manifest = manifest
             self.articles: list[ArticleRecord] = articles
             self.store = store
-            self.bm25 = bm25
+            self.bm25 = generation.bm25
             self._chunk_article = chunk_article
             self._chunk_span = chunk_span
             self._vids = np.array(chunk_vid, np.int64)
@@ -214,8 +222,11 @@ class Index:
 def open_index(folder: str | Path | None = None, **settings) -> Index:
     """Open the index in ``folder`` (default ``index/`` or ``RAG_INDEX``) for searching.
 
-    >>> from rag import open_index                              # doctest: +SKIP
-    >>> hits = open_index("index").search("Who leads SenseTime?", k=3)  # doctest: +SKIP
+    Use::
+
+        from rag import open_index
+
+        hits = open_index("index").search("Who leads SenseTime?", k=3)
     """
     return Index(folder, Settings.from_env(**settings))
 

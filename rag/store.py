@@ -12,6 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .errors import IndexDamagedError, first_line
+
 #: Searches run one query at a time; FAISS's own OpenMP pool would only compete with the
 #: embedder's threads on a small machine (a pool still spinning after a search slows the next
 #: query encode: p50 10 -> 15 ms at 20k vectors), so FAISS gets one thread.
@@ -136,13 +138,37 @@ class FaissStore:
 
     @classmethod
     def load(cls, folder: Path, name: str, dim: int, kind: str) -> FaissStore:
+        """The store saved as ``name``; :class:`IndexDamagedError` naming the file when one is
+        missing, unreadable, or holds arrays of the wrong type or shape."""
         store = cls(dim, kind)
-        with np.load(folder / f"{name}.npz") as data:
-            store.ids = data["ids"]
-            store.vectors = data["vectors"]
+        path = folder / f"{name}.npz"
+        try:
+            with np.load(path) as data:
+                ids, vectors = data["ids"], data["vectors"]
+        except FileNotFoundError:
+            raise IndexDamagedError(path, "missing", folder) from None
+        except Exception as e:  # noqa: BLE001 - any failure to read it means it is damaged
+            raise IndexDamagedError(path, f"not a readable NumPy archive: {type(e).__name__}",
+                                    folder) from None
+        if ids.dtype != np.int64 or ids.ndim != 1 or len(np.unique(ids)) != len(ids):
+            raise IndexDamagedError(path, "its ids are not distinct 64-bit integers", folder)
+        if vectors.dtype != np.float32 or vectors.shape != (len(ids), dim):
+            raise IndexDamagedError(path, f"vectors of shape {vectors.shape}, not "
+                                    f"({len(ids)}, {dim})", folder)
+        store.ids, store.vectors = ids, vectors
         if kind != "flat":
             faiss = _faiss()
-            store.index = faiss.read_index(str(folder / f"{name}.faiss"))
+            path = folder / f"{name}.faiss"
+            if not path.exists():
+                raise IndexDamagedError(path, "missing", folder)
+            try:
+                store.index = faiss.read_index(str(path))
+            except Exception as e:  # noqa: BLE001
+                raise IndexDamagedError(path, f"not a readable FAISS index: {first_line(e)}",
+                                        folder) from None
+            if store.index.d != dim or store.index.ntotal != len(ids):
+                raise IndexDamagedError(path, f"{store.index.ntotal} vectors of dimension "
+                                        f"{store.index.d}, not {len(ids)} of {dim}", folder)
             if kind == "hnsw":
                 store.index.hnsw.efSearch = store.ef_search
             else:

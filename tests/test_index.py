@@ -18,7 +18,7 @@ import rag.index
 import rag.retrieve
 from rag import build_index
 from rag.config import Settings
-from rag.errors import CorpusError, IndexMismatchError, IndexNotFoundError
+from rag.errors import CorpusError, IndexDamagedError, IndexMismatchError, IndexNotFoundError
 from rag.retrieve import Index
 
 TOPICS = {
@@ -219,7 +219,7 @@ def test_opening_a_folder_without_an_index(tmp_path, fake_embedder):
         Index(settings.index, settings, embedder=fake_embedder)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "manifest.json").write_text("{not json")
-    with pytest.raises(IndexNotFoundError, match="--rebuild"):
+    with pytest.raises(IndexDamagedError, match=r"manifest\.json is damaged .*run `rag index"):
         Index(tmp_path / "broken", settings, embedder=fake_embedder)
 
 
