@@ -32,8 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from rag import Settings, build_index  # noqa: E402
 from rag.embed import load_embedder  # noqa: E402
-from rag.evaluate import load_gold, retrieval_metrics  # noqa: E402
+from rag.gold import load_gold  # noqa: E402
 from rag.retrieve import Index  # noqa: E402
+from rag.scoring import retrieval_metrics  # noqa: E402
 from rag.store import FaissStore  # noqa: E402
 
 BACKENDS = ("torch", "onnx-int8")

@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.evaluate import load_gold  # noqa: E402
+from rag.gold import load_gold  # noqa: E402
 
 GOLD = (ROOT / "eval/gold.jsonl", ROOT / "eval/newsbench/gold.jsonl")
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from rag import Settings, build_index  # noqa: E402
 from rag.cite import passage_sentences  # noqa: E402
-from rag.evaluate import evidence_spans, load_gold  # noqa: E402
+from rag.gold import evidence_spans, load_gold  # noqa: E402
 from rag.retrieve import Index  # noqa: E402
 
 SETS = (("corpus", "eval/gold.jsonl"), ("eval/newsbench/corpus", "eval/newsbench/gold.jsonl"))

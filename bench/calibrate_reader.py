@@ -28,8 +28,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rag import reader as R  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.evaluate import EvalSet, answer_correct, load_gold, normalize_answer, token_f1  # noqa: E402,E501
+from rag.evaluate import EvalSet  # noqa: E402
+from rag.gold import load_gold  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
+from rag.scoring import answer_correct, normalize_answer, token_f1  # noqa: E402
 
 DEV = EvalSet("dev", ROOT / "eval/reader/dev/gold.jsonl", ROOT / "eval/reader/dev/corpus")
 
@@ -180,10 +182,10 @@ def main() -> None:
                     help="write the constants into rag/reader.py")
     args = ap.parse_args()
     from rag.embed import embedder_for
-    from rag.evaluate import _open_set
+    from rag.evaluate import open_set
 
     settings = Settings.from_env()
-    index, _ = _open_set(DEV, settings, embedder_for(settings))
+    index, _ = open_set(DEV, settings, embedder_for(settings))
     pipeline = Pipeline(index)
     items = load_gold(DEV.gold)
     cand_groups, sent_groups = [], []   # (question, rows, right, value keys)

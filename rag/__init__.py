@@ -1,12 +1,14 @@
 """Local question answering over a folder of news articles.
 
->>> from rag import build_index, open_index, Settings          # doctest: +SKIP
->>> build_index(Settings(corpus="corpus", index="index"))       # doctest: +SKIP
->>> for hit in open_index("index").search("Who leads SenseTime?", k=3):  # doctest: +SKIP
-...     print(hit.score, hit.article["title"], hit.chunk.text[:80])
->>> from rag import ask                                          # doctest: +SKIP
->>> answer = ask("Who leads SenseTime?")                         # doctest: +SKIP
->>> answer.text, [(c.n, c.title, c.start, c.end) for c in answer.citations]  # doctest: +SKIP
+Use::
+
+    from rag import Settings, ask, build_index, open_index
+
+    build_index(Settings(corpus="corpus", index="index"))
+    for hit in open_index("index").search("Who leads SenseTime?", k=3):
+        print(hit.score, hit.article["title"], hit.chunk.text[:80])
+    answer = ask("Who leads SenseTime?")
+    answer.text, [(c.n, c.title, c.start, c.end) for c in answer.citations]
 """
 
 from .config import Settings

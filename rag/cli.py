@@ -12,6 +12,7 @@ import sys
 
 from .config import EMBED_BACKENDS, STORE_KINDS, Settings
 from .errors import RagError
+from .logs import configure_logging
 
 
 def hit_json(hit) -> dict:
@@ -133,10 +134,11 @@ def cmd_ask(args) -> int:
 
 
 def _print_overall(metrics: dict) -> None:
-    from .evaluate import METRICS
+    from .scoring import METRICS
 
     short = {"hit_at_1": "hit@1", "hit_at_5": "hit@5", "mrr": "MRR", "accuracy": "acc",
-             "f1": "F1", "short_em": "sEM", "short_f1": "sF1", "citation_precision": "citP", "citation_recall": "citR",
+             "f1": "F1", "short_em": "sEM", "short_f1": "sF1", "citation_precision": "citP",
+             "citation_recall": "citR",
              "faithfulness": "faith", "abstain_rate": "abst", "false_abstain_rate": "fabst",
              "latency_p50_ms": "p50ms", "latency_p95_ms": "p95ms"}
     print(f"{'set':<12}{'generator':<12}{'items':>6}"
@@ -161,13 +163,12 @@ def cmd_eval(args) -> int:
         DEFAULT_REPORT_DIR,
         DEFAULT_THRESHOLDS,
         EvalSet,
-        check_gate,
         evaluate_sets,
         generator_names,
-        load_thresholds,
         shipped_sets,
-        write_report,
     )
+    from .gate import check_gate, load_thresholds
+    from .report import write_report
 
     if args.limit is not None and args.limit < 1:
         raise RagError(f"--limit must be at least 1, got {args.limit}")
@@ -282,10 +283,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s: %(message)s",
-    )
+    configure_logging(logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.func(args)
     except RagError as e:

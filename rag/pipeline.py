@@ -1,9 +1,12 @@
 """Question in, checked answer out: analyse the question once, retrieve, read, decide whether
 to abstain, write the answer (the reader's short answer, or a language model's), verify.
 
->>> from rag.pipeline import Pipeline                             # doctest: +SKIP
->>> answer = Pipeline.open("index", generator="extractive").ask("Who leads SenseTime?")
->>> answer.short_answer.text, [c.quote for c in answer.citations]  # doctest: +SKIP
+Use (with an index in ``index/``)::
+
+    from rag.pipeline import Pipeline
+
+    answer = Pipeline.open("index", generator="extractive").ask("Who leads SenseTime?")
+    answer.short_answer.text, [c.quote for c in answer.citations]
 """
 
 from __future__ import annotations
@@ -354,9 +357,12 @@ def ask(question: str, history: Sequence[dict] = (), *, index=None, generator: s
     """Answer ``question`` from the index (default ``index/`` or ``RAG_INDEX``) with checked
     citations. Models load on the first call and are reused by later ones.
 
-    >>> from rag import ask                                       # doctest: +SKIP
-    >>> a = ask("How much did the Alibaba-led group invest in SenseTime?")
-    >>> a.short_answer.text, a.citations[0].quote, a.abstained    # doctest: +SKIP
+    Use (with an index in ``index/``)::
+
+        from rag import ask
+
+        a = ask("How much did the Alibaba-led group invest in SenseTime?")
+        a.short_answer.text, a.citations[0].quote, a.abstained
     """
     settings = Settings.from_env(index=index, generator=generator, k=k)
     key = (str(settings.index), settings.generator, settings.k)

@@ -10,10 +10,10 @@ as one when sources are compared.
 >>> [(s.kind, s.text, s.value) for s in find_spans(
 ...     "Harbor Robotics raised $45 million on March 14, 2021, in a round led by Northgate "
 ...     "Capital, chief executive Mara Velen said.")]  # doctest: +NORMALIZE_WHITESPACE
-[('money', '$45 million', 'usd:45000000'), ('date', 'March 14, 2021', '2021-03-14'),
- ('organization', 'Harbor Robotics', 'harbor robotics'),
- ('organization', 'Northgate Capital', 'northgate capital'), ('title', 'chief executive',
- 'chief executive'), ('person', 'Mara Velen', 'mara velen')]
+[('organization', 'Harbor Robotics', 'harbor robotics'), ('money', '$45 million', 'usd:45000000'),
+ ('date', 'March 14, 2021', '2021-03-14'), ('organization', 'Northgate Capital',
+ 'northgate capital'), ('title', 'chief executive', 'chief executive'),
+ ('person', 'Mara Velen', 'mara velen')]
 """
 
 from __future__ import annotations
@@ -266,12 +266,12 @@ def lead_end(text: str) -> int:
 
 
 def leading_date(text: str) -> tuple[int, str] | None:
-    """Where a search-result snippet's leading publication date ends, and the date as ISO
-    (``YYYY-MM-DD``), when ``text`` starts with a full date followed by "...", a dash or a
-    colon: "Mar 3, 2024 ... Harbor Robotics said".
+    """Where a search-result snippet's leading publication date and the mark after it end,
+    and the date as ISO (``YYYY-MM-DD``), when ``text`` starts with a full date followed by
+    "...", a dash or a colon: "Mar 3, 2024 ... Harbor Robotics said".
 
     >>> leading_date("Mar 3, 2024 ... Harbor Robotics said it had hired ...")
-    (15, '2024-03-03')
+    (16, '2024-03-03')
     >>> leading_date("Harbor Robotics said on Mar 3, 2024 ...") is None
     True
     """

@@ -9,7 +9,7 @@ import pytest
 from conftest import NEWSBENCH, REPO, SEED_CORPUS
 
 from rag.errors import RagError
-from rag.evaluate import KINDS, load_gold
+from rag.gold import KINDS, load_gold
 from rag.load import load_corpus
 from rag.question import retrieval_query
 

@@ -8,25 +8,28 @@ import pytest
 from conftest import REPO, SEED_CORPUS
 
 import rag.embed
-import rag.evaluate as ev
+import rag.evaluate
+import rag.gate
+import rag.gold
+import rag.scoring
 from rag.cli import main
 from rag.errors import RagError
-from rag.evaluate import (
-    GoldItem,
+from rag.evaluate import SHIPPED_SETS
+from rag.gate import check_gate, gate, load_thresholds, thresholds_for
+from rag.gold import GoldItem, load_gold
+from rag.scoring import (
+    METRICS,
     answer_correct,
     best_f1,
-    check_gate,
     citation_correct,
+    exact_match,
     faithful_sentences,
-    gate,
-    load_thresholds,
     normalize_answer,
     score_answer,
     sentence_supported,
     strip_markers,
     summarise,
     summarise_by_kind,
-    thresholds_for,
     token_f1,
 )
 from rag.types import Answer, Chunk, Citation, Hit, ShortAnswer
@@ -217,10 +220,10 @@ def test_abstention_rates_and_latency():
 
 
 def test_exact_match():
-    assert ev.exact_match("Northgate Capital", ["Northgate Capital", "Northgate"])
-    assert ev.exact_match("$45 million", ["45 million"])
-    assert not ev.exact_match("Capital", ["Northgate Capital"])
-    assert not ev.exact_match("", ["x"])
+    assert exact_match("Northgate Capital", ["Northgate Capital", "Northgate"])
+    assert exact_match("$45 million", ["45 million"])
+    assert not exact_match("Capital", ["Northgate Capital"])
+    assert not exact_match("", ["x"])
 
 
 def short(text: str, start: int = 0) -> ShortAnswer:
@@ -262,7 +265,7 @@ def test_gold_items_name_their_files_and_expected_type(tmp_path):
     path.write_text(json.dumps({"id": "1", "question": "q", "answers": ["a"], "evidence": ["e"],
                                 "kind": "conflict", "type": "money", "docs": ["a.md", "b.md"],
                                 "all_of": ["a", "b"]}) + "\n")
-    (g,) = ev.load_gold(path)
+    (g,) = load_gold(path)
     assert g.files == ("a.md", "b.md") and g.type == "money" and g.all_of == ("a", "b")
     assert g.wants_short
 
@@ -270,7 +273,7 @@ def test_gold_items_name_their_files_and_expected_type(tmp_path):
 def test_summarise_empty_figures_are_none():
     f = summarise([])
     assert f["items"] == 0
-    assert all(f[k] is None for k in ev.METRICS)
+    assert all(f[k] is None for k in METRICS)
 
 
 # -- the gate ----------------------------------------------------------------------------------
@@ -328,7 +331,7 @@ def test_thresholds_file_errors(tmp_path):
 
 def test_shipped_thresholds_cover_every_set_and_a_language_model():
     t = load_thresholds(REPO / "eval" / "thresholds.toml", required=True)
-    assert set(t) == {name for name, _, _ in ev.SHIPPED_SETS}
+    assert set(t) == {name for name, _, _ in SHIPPED_SETS}
     for name in t:
         limits = thresholds_for(t, name, "extractive")
         # what the reader is judged by: short answers, citations and abstention
@@ -403,7 +406,7 @@ def test_eval_command_end_to_end(tmp_path, capsys, monkeypatch, real_embedder):
     run = metrics["sets"]["mini"]["generators"]["extractive"]
     assert run["items"] == 4 and len(run["results"]) == 4
     overall = run["overall"]
-    assert set(ev.METRICS) <= set(overall)
+    assert set(METRICS) <= set(overall)
     assert (overall["answerable"], overall["unanswerable"]) == (3, 1)
     assert overall["hit_at_5"] == 1.0  # one short article: the evidence is always retrieved
     assert set(run["per_kind"]) == {"number", "fact", "follow-up", "unanswerable"}

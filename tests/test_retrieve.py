@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import doctest
 
 import pytest
 from conftest import NEWSBENCH, REPO, SEED_CORPUS
 
-import rag.retrieve
-import rag.textrules
 from rag import build_index
 from rag.config import Settings
 from rag.errors import QueryError
-from rag.evaluate import load_gold, retrieval_metrics
+from rag.gold import load_gold
 from rag.question import validate_question
 from rag.retrieve import Index
+from rag.scoring import retrieval_metrics
 from rag.textrules import anchor_match, anchors
-from rag.types import Article, Chunk, Hit
+from rag.types import Answer, Article, Chunk, Citation, Hit, ShortAnswer
 
 ALIBABA = "How much did the Alibaba-led group invest in SenseTime?"
 
@@ -101,7 +99,7 @@ def test_news_aware_ranking_helps_on_newsbench(newsbench_index):
 # -- data types -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", [Hit, Chunk, Article])
+@pytest.mark.parametrize("cls", [Hit, Chunk, Article, Citation, ShortAnswer, Answer])
 def test_frozen_dataclasses(cls):
     assert dataclasses.is_dataclass(cls)
     assert cls.__dataclass_params__.frozen
@@ -124,12 +122,10 @@ def kinds(question, kind):
     return {value for k, value, _ in anchors(question) if k == kind}
 
 
-def test_anchors_doctest():
+def test_anchors_known_answer():
     assert anchors("How much did Harbor Robotics raise in March 2021?") == (
         ("asks", "number", 1.0), ("year", "2021", 2.0), ("month", "march", 1.0),
         ("name", "Harbor", 1.0), ("name", "Robotics", 1.0))
-    result = doctest.testmod(rag.textrules, verbose=False)
-    assert result.attempted >= 1 and result.failed == 0
 
 
 def test_anchor_years():
