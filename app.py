@@ -3,7 +3,8 @@ serves the page on http://127.0.0.1:7860.
 
     python app.py [--host HOST] [--port PORT] [--corpus DIR] [--index DIR] [--generator NAME]
 
-Host and port also come from RAG_HOST and RAG_PORT. Nothing is shared or sent anywhere: no share
+The host is --host, else RAG_HOST, else GRADIO_SERVER_NAME, else 127.0.0.1; the port is --port,
+else RAG_PORT, else GRADIO_SERVER_PORT, else 7860. Nothing is shared or sent anywhere: no share
 link, no analytics.
 """
 
@@ -16,18 +17,55 @@ import sys
 
 from rag import RagError, Settings, build_index
 from rag.errors import first_line
+from rag.logs import configure_logging
 from rag.ui import DEFAULT_HOST, DEFAULT_PORT, Library, launch
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return port
+
+
+def address(host: str | None, port: int | None, environ=os.environ) -> tuple[str, int]:
+    """Where to serve: ``--host``/``--port``, else RAG_HOST/RAG_PORT, else Gradio's
+    GRADIO_SERVER_NAME/GRADIO_SERVER_PORT, else 127.0.0.1:7860 (empty variables count as unset)."""
+    def first(*names: str) -> tuple[str, str] | None:
+        return next(((n, environ[n]) for n in names if environ.get(n, "").strip()), None)
+
+    if not host:
+        found = first("RAG_HOST", "GRADIO_SERVER_NAME")
+        host = found[1].strip() if found else DEFAULT_HOST
+    if port is None:
+        found = first("RAG_PORT", "GRADIO_SERVER_PORT")
+        try:
+            port = port_number(found[1].strip()) if found else DEFAULT_PORT
+        except argparse.ArgumentTypeError as e:
+            raise RagError(f"{found[0]}: {e}; set it to a free port such as 7860, or pass "
+                           "--port N") from None
+    return host, port
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=os.environ.get("RAG_HOST") or DEFAULT_HOST)
-    parser.add_argument("--port", type=int, default=os.environ.get("RAG_PORT") or DEFAULT_PORT)
+    parser.add_argument("--host", help="address to serve on (default RAG_HOST, "
+                        "GRADIO_SERVER_NAME, or 127.0.0.1)")
+    parser.add_argument("--port", type=port_number, help="port to serve on (default RAG_PORT, "
+                        "GRADIO_SERVER_PORT, or 7860)")
     parser.add_argument("--corpus", help="articles folder (default corpus/ or RAG_CORPUS)")
     parser.add_argument("--index", help="index folder (default index/ or RAG_INDEX)")
     parser.add_argument("--generator", help="answer generator (default extractive or RAG_GENERATOR)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
+    try:
+        host, port = address(args.host, args.port)
+    except RagError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     try:
         settings = Settings.from_env(corpus=args.corpus, index=args.index, generator=args.generator)
         print(f"Updating the index in {settings.index} from {settings.corpus}…", flush=True)
@@ -39,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"Serving the chat on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    print(f"Serving the chat on http://{host}:{port} (Ctrl-C to stop)", flush=True)
     try:
-        launch(library, args.host, args.port)
+        launch(library, host, port, quiet=True)  # the address is printed above
     except OSError as e:
-        print(f"error: cannot serve on {args.host}:{args.port} ({first_line(e)}); "
+        print(f"error: cannot serve on {host}:{port} ({first_line(e)}); "
               "pass --port N (or set RAG_PORT) for a free port", file=sys.stderr)
         return 1
     return 0

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bench_index import peak_rss_mb  # noqa: E402  (bench/ is this script's folder)
 
 from rag import Settings, build_index  # noqa: E402
-from rag.evaluate import load_gold  # noqa: E402
+from rag.gold import load_gold  # noqa: E402
 
 SETS = (("seed", "corpus", "eval/gold.jsonl"),
         ("newsbench", "eval/newsbench/corpus", "eval/newsbench/gold.jsonl"),
@@ -63,7 +63,8 @@ for index, questions in json.load(open(sys.argv[2])):
         t = time.perf_counter()
         pipeline.ask(question, history)
         out["latencies"].append((time.perf_counter() - t) * 1000)
-        pipeline._sentence_cache.clear()
+        # the baseline commit predates Pipeline.clear_cache; its cache was a plain dict
+        (getattr(pipeline, "clear_cache", None) or pipeline._sentence_cache.clear)()
         t = time.perf_counter()
         pipeline.ask(question, history)
         out["uncached"].append((time.perf_counter() - t) * 1000)

@@ -27,6 +27,7 @@ import numpy as np
 from .chunk import Span, Tokenizer
 from .config import BUNDLED_EMBEDDER, cache_dir
 from .errors import RagError, first_line
+from .logs import quiet
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ def _load_sentence_transformer(name: str):
 
     torch.set_num_threads(cpu_threads())
     try:
-        return SentenceTransformer(resolve_model(name), device="cpu")
+        with quiet():
+            return SentenceTransformer(resolve_model(name), device="cpu")
     except OSError as e:
         raise RagError(
             f"cannot load embedding model {name!r} ({first_line(e)}); give a local "
@@ -203,7 +205,7 @@ def export_onnx_int8(name: str, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     sample = st.tokenizer(["an example", "a second, longer example"], padding=True, return_tensors="pt")
     fp32 = folder / "model-fp32.onnx"
-    with torch.no_grad():
+    with torch.no_grad(), quiet():  # the tracer's warnings are about code paths we do not use
         torch.onnx.export(
             Pooled(),
             tuple(sample[n] for n in names),
@@ -218,14 +220,15 @@ def export_onnx_int8(name: str, folder: Path) -> None:
 
     exclude = [n.name for n in onnx.load(str(fp32)).graph.node
                if QUANT["exclude"] and re.search(QUANT["exclude"], n.name)]
-    quantize_dynamic(
-        str(fp32),
-        str(folder / "model.onnx"),
-        weight_type=getattr(QuantType, QUANT["weight_type"]),
-        per_channel=QUANT["per_channel"],
-        reduce_range=QUANT["reduce_range"],
-        nodes_to_exclude=exclude,
-    )
+    with quiet():  # it asks for a pre-processing step that matters for convolutions only
+        quantize_dynamic(
+            str(fp32),
+            str(folder / "model.onnx"),
+            weight_type=getattr(QuantType, QUANT["weight_type"]),
+            per_channel=QUANT["per_channel"],
+            reduce_range=QUANT["reduce_range"],
+            nodes_to_exclude=exclude,
+        )
     fp32.unlink()
     st.tokenizer.save_pretrained(str(folder))
     meta = {

@@ -30,6 +30,7 @@ from typing import Protocol
 from .config import cache_dir
 from .embed import cpu_threads
 from .errors import RagError, first_line
+from .logs import quiet
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,9 @@ class _HFGenerator:
     def _load(self) -> None:
         raise NotImplementedError
 
-    def _encode(self, system: str, user: str, max_new_tokens: int) -> dict:
+    def encode(self, system: str, user: str, max_new_tokens: int) -> dict:
+        """The model's inputs (token ids and attention mask, as tensors) for this prompt, cut
+        to what the model can read while leaving room for ``max_new_tokens``."""
         raise NotImplementedError
 
     def warm_up(self) -> None:
@@ -119,7 +122,8 @@ class _HFGenerator:
                 import torch
 
                 torch.set_num_threads(cpu_threads())
-                self._load()
+                with quiet():
+                    self._load()
                 self.model.eval()
 
     def stream(self, system: str, user: str, max_new_tokens: int = 160) -> Iterator[str]:
@@ -128,7 +132,7 @@ class _HFGenerator:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        inputs = self._encode(system, user, max_new_tokens)
+        inputs = self.encode(system, user, max_new_tokens)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True,
                                         skip_special_tokens=True)
         stop = threading.Event()
@@ -195,7 +199,7 @@ class Seq2SeqGenerator(_HFGenerator):
         self.max_input = _max_input(tokenizer, model.config)
         self.tokenizer, self.model = tokenizer, model
 
-    def _encode(self, system: str, user: str, max_new_tokens: int) -> dict:
+    def encode(self, system: str, user: str, max_new_tokens: int) -> dict:
         text = f"{system}\n\n{user}"
         enc = self.tokenizer(text, truncation=True, max_length=self.max_input,
                              return_tensors="pt")
@@ -291,7 +295,7 @@ class CausalGenerator(_HFGenerator):
         self.loaded_from = path
         return tokenizer, model
 
-    def _encode(self, system: str, user: str, max_new_tokens: int) -> dict:
+    def encode(self, system: str, user: str, max_new_tokens: int) -> dict:
         if getattr(self.tokenizer, "chat_template", None):
             messages = [{"role": "system", "content": system},
                         {"role": "user", "content": user}]

@@ -6,8 +6,11 @@ is rendered (:func:`render_answer`, :func:`render_sources`), so an article holdi
 or ``onerror=`` shows as text. Handlers never raise into Gradio: a :class:`RagError` becomes
 its one-line message, anything else a short message while the traceback goes to the server log.
 
->>> from rag.ui import Library, build_app                        # doctest: +SKIP
->>> build_app(Library()).launch(server_name="127.0.0.1", server_port=7860)  # doctest: +SKIP
+Use (with an index in ``index/``)::
+
+    from rag.ui import Library, launch
+
+    launch(Library(), "127.0.0.1", 7860)
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import gradio as gr
+
 from .config import Settings
 from .errors import CorpusError, RagError, first_line
 from .index import IndexReport, IndexWriter, read_manifest
@@ -30,12 +35,6 @@ from .load import SUFFIXES
 from .pipeline import Pipeline
 from .retrieve import Index
 from .types import Answer
-
-# Before gradio is imported anywhere: no analytics, no telemetry, nothing leaves the machine.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-import gradio as gr  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -247,12 +246,31 @@ class Library:
         return Path(self.settings.corpus)
 
     def generators(self) -> list[str]:
-        """The generators that can run here (checked once): the settings list, the API's limit."""
-        if self._generators is None:
-            from .generate import available_generators
+        """The generators that can run here (checked once), then those added with
+        :meth:`add_generator`: the settings list, the API's limit."""
+        with self._pipelines_lock:
+            if self._generators is None:
+                from .generate import available_generators
 
-            self._generators = available_generators(self.settings.generator)
-        return self._generators
+                self._generators = available_generators(self.settings.generator)
+                self._generators += [n for n in self._pipelines if n not in self._generators]
+            return list(self._generators)
+
+    def add_generator(self, name: str, model) -> Pipeline:
+        """Offer ``model`` (an object with the :class:`rag.generate.Generator` methods
+        ``stream`` and ``generate``, such as a client of a model server) under ``name``; its
+        answers are checked like every other generator's."""
+        pipeline = Pipeline(self.index, name, k=self.settings.k, model=model)
+        with self._pipelines_lock:
+            self._pipelines[name] = pipeline
+            if self._generators is not None and name not in self._generators:
+                self._generators.append(name)
+        return pipeline
+
+    def loaded_generators(self) -> list[str]:
+        """The generators whose pipeline exists (a model loading or loaded)."""
+        with self._pipelines_lock:
+            return list(self._pipelines)
 
     def pipeline(self, generator: str | None = None) -> Pipeline:
         name = generator or self.settings.generator
@@ -384,6 +402,9 @@ def _message(role: str, content: str) -> dict:
 def build_app(library: Library):
     """The Gradio Blocks page. Per-session state: the visible chat, the plain-text history the
     pipeline reads for follow-ups, and the sources of every answer so far."""
+    # No analytics, no telemetry, nothing leaves the machine (Gradio reads these when asked).
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     generators = library.generators()
 
     def chat(message, shown, history, sources, k, generator):

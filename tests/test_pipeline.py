@@ -16,7 +16,7 @@ from rag.errors import QueryError
 from rag.pipeline import ABSTAIN_TEXT, Pipeline, answer_json
 from rag.question import retrieval_query
 from rag.retrieve import Index
-from rag.types import Answer
+from rag.types import Answer, Citation, ShortAnswer
 
 ALIBABA = "How much did the Alibaba-led group invest in SenseTime?"
 INJECTION = (
@@ -55,9 +55,7 @@ class ScriptedGenerator:
 
 
 def pipeline_with(index, generator, **kw) -> Pipeline:
-    p = Pipeline(index, "scripted", **kw)
-    p._generator = generator
-    return p
+    return Pipeline(index, "scripted", model=generator, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -263,4 +261,26 @@ def test_cli_ask_json_and_batch(seed, tmp_path, capsys, monkeypatch):
 def test_answer_json_shape():
     a = Answer(question="q", text=ABSTAIN_TEXT, citations=(), abstained=True,
                timings=(("retrieve_ms", 1.0),))
-    assert answer_json(a)["abstained"] is True and answer_json(a)["citations"] == []
+    assert answer_json(a) == {
+        "question": "q", "answer": ABSTAIN_TEXT, "short_answer": None, "answer_type": "",
+        "abstained": True, "citations": [], "dropped": [], "generator": "",
+        "timings": {"retrieve_ms": 1.0}}
+    text = "Alibaba led the round"
+    cited = Citation(n=1, doc_id="d", title="T", url="https://x.example/a", date="2018-04-09",
+                     chunk_id="d:0", chunk_start=0, chunk_end=40, start=0, end=21, quote=text,
+                     text=text + " in April 2018.", score=0.8)
+    b = Answer(question="Who led the round?", text=f"Alibaba. {text} [1].", citations=(cited,),
+               abstained=False, dropped=("It rained [1].",), generator="extractive",
+               timings=(("retrieve_ms", 2.0), ("total_ms", 5.0)),
+               short_answer=ShortAnswer(text="Alibaba", doc_id="d", start=0, end=7, citation=1),
+               answer_type="org")
+    assert answer_json(b) == {
+        "question": "Who led the round?", "answer": f"Alibaba. {text} [1].",
+        "short_answer": {"text": "Alibaba", "doc_id": "d", "start": 0, "end": 7, "citation": 1},
+        "answer_type": "org", "abstained": False,
+        "citations": [{"n": 1, "doc_id": "d", "title": "T", "url": "https://x.example/a",
+                       "date": "2018-04-09", "chunk_id": "d:0", "start": 0, "end": 21,
+                       "quote": text, "text": text + " in April 2018.", "score": 0.8}],
+        "dropped": ["It rained [1]."], "generator": "extractive",
+        "timings": {"retrieve_ms": 2.0, "total_ms": 5.0}}
+    json.dumps(answer_json(b))  # plain JSON

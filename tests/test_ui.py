@@ -11,6 +11,7 @@ from conftest import FakeEmbedder, fake_settings
 
 from rag import build_index
 from rag.errors import CorpusError, RagError
+from rag.index import IndexWriter
 from rag.types import Answer, Citation, ShortAnswer
 from rag.ui import MAX_K, Library, md_text, render_answer, render_sources, safe_name, unique_path
 
@@ -229,11 +230,11 @@ def test_too_large_and_bad_files_are_refused(library, tmp_path, monkeypatch):
 
 
 def test_failed_indexing_keeps_the_index_and_removes_the_upload(library, tmp_path):
-    library.index._embedder.fail_after = 0
+    library.index.embedder.fail_after = 0
     lines = add(library, upload(tmp_path, "new.txt", "Trams return to Lund."))
     assert lines[0].startswith("✗ could not index new.txt: fake embedder crashed")
     assert not (library.corpus / "new.txt").exists()
-    library.index._embedder.fail_after = None
+    library.index.embedder.fail_after = None
     assert library.index.stats()["articles"] == 1
     assert library.pipeline().ask("How much will the ferry terminal cost?").citations
 
@@ -255,7 +256,8 @@ def test_only_available_generators_run(library):
     assert library.generators()[0] == "extractive"
     with pytest.raises(RagError, match="unknown generator 'causal:some/model'"):
         library.stream("ferry", generator="causal:some/model")
-    assert "causal:some/model" not in library._pipelines
+    assert "causal:some/model" not in library.generators()
+    assert library.loaded_generators() == []
 
 
 def test_jsonl_with_a_duplicate_item_keeps_its_new_items(library, tmp_path):
@@ -288,19 +290,37 @@ def test_names_never_go_through_a_link(library, tmp_path):
 
 def test_a_failing_clean_up_update_keeps_what_was_added(library, tmp_path, monkeypatch):
     calls = []
-    update = library._update
+    update = IndexWriter.update
 
-    def second_fails():
+    def second_fails(writer, *args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("disk went away")
-        return update()
+        return update(writer, *args, **kwargs)
 
-    monkeypatch.setattr(library, "_update", second_fails)
+    monkeypatch.setattr(IndexWriter, "update", second_fails)
     lines = add(library, upload(tmp_path, "new.txt", "Trams return to Lund."),
                 upload(tmp_path, "copy.txt", TEXT.format(payload="")))
     assert lines == ["✓ added new.txt: 1 passage", "✗ copy.txt: duplicate of ferry.txt, not added"]
     assert len(calls) == 2 and library.index.stats()["articles"] == 2
+
+
+class EchoModel:
+    """A stand-in language model with a fixed reply: one sentence the passage supports, one not."""
+
+    def stream(self, system, user, max_new_tokens=160):
+        yield "It will cost 48 million euros [1]. It is made of cheese [1]."
+
+    def generate(self, system, user, max_new_tokens=160):
+        return "".join(self.stream(system, user, max_new_tokens))
+
+
+def test_an_added_generator_is_offered_and_checked(library):
+    library.add_generator("echo", EchoModel())
+    assert library.generators()[0] == "extractive" and library.generators()[-1] == "echo"
+    answer = list(library.stream("How much will the ferry terminal cost?", generator="echo"))[-1]
+    assert "48 million euros" in answer.text and "cheese" not in answer.text
+    assert answer.dropped and answer.citations[0].n == 1
 
 
 def test_examples_name_the_articles(library, tmp_path):

@@ -3,6 +3,7 @@ with the bundled embedding model; and the API through gradio_client."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import time
@@ -15,7 +16,6 @@ from conftest import SEED_ARTICLE
 from test_pipeline import ScriptedGenerator
 
 from rag import Settings, build_index
-from rag.pipeline import Pipeline
 from rag.ui import Library, launch
 
 pytestmark = pytest.mark.slow
@@ -52,6 +52,24 @@ class BrokenGenerator(ScriptedGenerator):
         raise RuntimeError("the model ran out of memory")
 
 
+def damage_next_generation(folder: Path) -> Path:
+    """A copy of the current generation as the next one, its vectors file cut short (as a
+    full disk leaves it), made current by a new manifest; the damaged file's path."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    old, new = manifest["generation"], manifest["generation"] + 1
+    for key, name in manifest["files"].items():
+        renamed = name.replace(f"-{old}", f"-{new}")
+        for src in folder.glob(f"{name}*"):
+            dst = folder / src.name.replace(name, renamed)
+            shutil.copytree(src, dst) if src.is_dir() else shutil.copy(src, dst)
+        manifest["files"][key] = renamed
+    manifest["generation"] = new
+    damaged = folder / f"{manifest['files']['vectors']}.npz"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return damaged
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -67,13 +85,11 @@ def server(real_embedder, tmp_path_factory):
     build_index(settings, embedder=real_embedder)
     library = Library(settings, embedder=real_embedder)
     # two stand-in language models: one that streams a cited answer slowly, one that breaks
-    for name, generator in (("scripted", SlowGenerator(STREAMED)), ("broken", BrokenGenerator())):
-        library._pipelines[name] = Pipeline(library.index, name)
-        library._pipelines[name]._generator = generator
-    library.generators = lambda: ["extractive", "scripted", "broken"]
+    library.add_generator("scripted", SlowGenerator(STREAMED))
+    library.add_generator("broken", BrokenGenerator())
     port = free_port()
     app = launch(library, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}", Path(corpus)
+    yield f"http://127.0.0.1:{port}", Path(corpus), settings
     app.close()
 
 
@@ -148,7 +164,7 @@ class Page:
 
 
 def test_cited_answer_with_highlighted_span(server, browser, tmp_path):
-    url, _ = server
+    url, *_ = server
     ui = Page(browser, url)
     bot = ui.ask(ALIBABA)
     assert "$600 million" in bot.inner_text()
@@ -169,7 +185,7 @@ def test_cited_answer_with_highlighted_span(server, browser, tmp_path):
 
 
 def test_abstention_follow_up_and_new_chat(server, browser):
-    url, _ = server
+    url, *_ = server
     ui = Page(browser, url)
     bot = ui.ask("What will the weather be in Lisbon tomorrow?")
     assert bot.locator(".rag-abstain").count() == 1
@@ -184,7 +200,7 @@ def test_abstention_follow_up_and_new_chat(server, browser):
 
 
 def test_sessions_do_not_share_history(server, browser):
-    url, _ = server
+    url, *_ = server
     first, second = Page(browser, url), Page(browser, url)
     first.ask(ALIBABA)
     assert second.bots().count() == 0
@@ -193,7 +209,7 @@ def test_sessions_do_not_share_history(server, browser):
 
 
 def test_uploaded_article_can_be_asked_about_at_once(server, browser, tmp_path):
-    url, corpus = server
+    url, corpus, _ = server
     ui = Page(browser, url)
     path = tmp_path / "velmora ferry.md"
     path.write_text(HARBOUR)
@@ -212,7 +228,7 @@ def test_uploaded_article_can_be_asked_about_at_once(server, browser, tmp_path):
 
 
 def test_script_payload_does_not_run(server, browser, tmp_path):
-    url, _ = server
+    url, *_ = server
     ui = Page(browser, url)
     path = tmp_path / "quarnholt.md"
     path.write_text(XSS)
@@ -233,7 +249,7 @@ def test_script_payload_does_not_run(server, browser, tmp_path):
 
 
 def test_too_large_upload_gets_a_message(server, browser, tmp_path, monkeypatch):
-    url, corpus = server
+    url, corpus, _ = server
     monkeypatch.setenv("RAG_MAX_UPLOAD_MB", "0.01")
     ui = Page(browser, url)
     path = tmp_path / "long.txt"
@@ -246,7 +262,7 @@ def test_too_large_upload_gets_a_message(server, browser, tmp_path, monkeypatch)
 def test_api_endpoint_with_gradio_client(server):
     from gradio_client import Client
 
-    url, _ = server
+    url, *_ = server
     client = Client(url, verbose=False)
     out = client.predict(ALIBABA, 3, "extractive", api_name="/ask")
     assert out["abstained"] is False and "$600 million" in out["answer"]
@@ -264,7 +280,7 @@ def test_api_endpoint_with_gradio_client(server):
 def test_answer_streams_and_unsupported_sentences_are_dropped(server):
     from gradio_client import Client
 
-    url, _ = server
+    url, *_ = server
     job = Client(url, verbose=False).submit(ALIBABA, [], 5, "scripted", api_name="/chat")
     updates = [shown[-1]["content"][0]["text"] for _, shown, _ in job]
     final = job.result()[1][-1]["content"][0]["text"]
@@ -281,7 +297,7 @@ def choose_generator(ui: Page, name: str) -> None:
 
 
 def test_streamed_text_is_replaced_by_the_checked_answer(server, browser):
-    url, _ = server
+    url, *_ = server
     ui = Page(browser, url)
     choose_generator(ui, "scripted")  # streams word by word, then one unsupported sentence
     bot = ui.ask(ALIBABA)
@@ -291,7 +307,7 @@ def test_streamed_text_is_replaced_by_the_checked_answer(server, browser):
 
 
 def test_a_failing_model_shows_a_message_not_a_traceback(server, browser):
-    url, _ = server
+    url, *_ = server
     ui = Page(browser, url)
     choose_generator(ui, "broken")
     bot = ui.ask(ALIBABA)
@@ -301,7 +317,7 @@ def test_a_failing_model_shows_a_message_not_a_traceback(server, browser):
 
 
 def test_example_questions_on_an_empty_chat(server, browser):
-    url, _ = server
+    url, *_ = server
     ui = Page(browser, url)
     example = ui.page.get_by_text("What does the article “With $600M AI Investment")
     example.click()
@@ -309,3 +325,21 @@ def test_example_questions_on_an_empty_chat(server, browser):
     asked = ui.page.locator('[data-testid="user"]').last.inner_text()
     assert asked.startswith("What does the article “With $600M AI Investment")
     assert ui.page.locator("#rag-sources mark").count() >= 1
+
+
+def test_a_damaged_index_shows_a_message_and_recovers_after_rag_index(server, browser,
+                                                                     real_embedder):
+    url, _, settings = server
+    damaged = damage_next_generation(Path(settings.index))
+    ui = Page(browser, url)
+    bot = ui.ask(ALIBABA)
+    assert bot.locator(".rag-error").count() == 1
+    text = bot.inner_text()
+    assert f"{damaged.name} is damaged" in text and "rag index" in text
+    assert "Traceback" not in text and "Something went wrong" not in text
+
+    report = build_index(settings, embedder=real_embedder)  # what `rag index` runs
+    assert damaged.name in report.repaired
+    bot = ui.ask(ALIBABA)
+    assert bot.locator(".rag-error").count() == 0
+    assert "$600 million" in bot.inner_text() and bot.locator("a.rag-cite").count() >= 1
