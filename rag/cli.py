@@ -1,4 +1,4 @@
-"""The ``rag`` command: ``rag index``, ``rag search``, ``rag ask``, ``rag eval``.
+"""The ``rag`` command: ``rag index``, ``rag search``, ``rag ask``, ``rag eval``, ``rag models``.
 
 User mistakes print one line (``error: ... what to do``) and exit 1, never a traceback.
 """
@@ -102,7 +102,8 @@ def cmd_ask(args) -> int:
 
     if (args.question is None) == (args.questions is None):
         raise RagError('give a question, or --questions FILE (not both)')
-    settings = Settings.from_env(index=args.index, k=args.k, generator=args.generator)
+    settings = Settings.from_env(index=args.index, k=args.k, generator=args.generator,
+                                 llm_url=args.llm_url)
     pipeline = Pipeline(Index(settings.index, settings), settings.generator, k=settings.k)
     if args.questions:
         # Models load once for the whole batch; a bad question is reported in its own line.
@@ -124,6 +125,8 @@ def cmd_ask(args) -> int:
             answer = piece
     if pipeline.generator_name != "extractive":
         print(file=sys.stderr)
+    if answer.notice:
+        print(f"note: {answer.notice}", file=sys.stderr)
     print(answer.text)
     for c in answer.citations:
         meta = " · ".join(x for x in (c.title, c.date, c.url) if x)
@@ -183,7 +186,7 @@ def cmd_eval(args) -> int:
             raise RagError("--corpus and --index go with --gold FILE (one set of your own); "
                            "the shipped sets use their own corpus and a cached index")
         sets = shipped_sets(args.set)
-    settings = Settings.from_env()
+    settings = Settings.from_env(llm_url=args.llm_url)
     generators = generator_names(args.generator, settings.generator)
     thresholds_path = Path(args.thresholds) if args.thresholds else DEFAULT_THRESHOLDS
     # an explicit --thresholds must exist; the default may be absent (no gate then)
@@ -213,6 +216,22 @@ def cmd_eval(args) -> int:
         print(f"gate: {len(misses)} figure(s) below the thresholds in {thresholds_path}",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .remote import PREFIX, base_url, list_models
+
+    settings = Settings.from_env(llm_url=args.llm_url)
+    names = list_models(settings)
+    if args.json:
+        print(json.dumps({"url": base_url(settings.llm_url), "models": names}))
+        return 0
+    if not names:
+        print(f"{base_url(settings.llm_url)} serves no model yet; load one in the server "
+              "(for Ollama: `ollama pull MODEL`)", file=sys.stderr)
+    for name in names:
+        print(f"{PREFIX}:{name}")
     return 0
 
 
@@ -248,7 +267,9 @@ def parser() -> argparse.ArgumentParser:
     ak.add_argument("--index", help="index folder (default index/, or RAG_INDEX)")
     ak.add_argument("--k", type=int, help="number of passages (default 5, or RAG_K)")
     ak.add_argument("--generator", help="extractive (default), smollm2, seq2seq[:MODEL], "
-                    "causal:MODEL (or RAG_GENERATOR)")
+                    "causal:MODEL, openai:MODEL (or RAG_GENERATOR)")
+    ak.add_argument("--llm-url", metavar="URL", help="the model server of openai:MODEL, e.g. "
+                    "http://127.0.0.1:11434/v1 (or RAG_LLM_URL)")
     ak.add_argument("--json", action="store_true", help="print JSON")
     ak.set_defaults(func=cmd_ask)
 
@@ -266,8 +287,10 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--set", action="append", metavar="NAME",
                     help="a shipped set only (seed, newsbench, dev, heldout); repeat for several "
                     "(default: all)")
-    ev.add_argument("--generator", help="extractive, smollm2, seq2seq[:MODEL], causal:MODEL, or "
-                    "all (default: RAG_GENERATOR or extractive)")
+    ev.add_argument("--generator", help="extractive, smollm2, seq2seq[:MODEL], causal:MODEL, "
+                    "openai:MODEL, or all (default: RAG_GENERATOR or extractive)")
+    ev.add_argument("--llm-url", metavar="URL", help="the model server of openai:MODEL "
+                    "(or RAG_LLM_URL)")
     ev.add_argument("--limit", type=int, metavar="N",
                     help="first N items of each set for language-model generators "
                     "(extractive always answers all)")
@@ -278,6 +301,14 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--thresholds", metavar="FILE",
                     help="minimum figures per set (default eval/thresholds.toml)")
     ev.set_defaults(func=cmd_eval)
+
+    mo = sub.add_parser("models", help="list the models of your model server (RAG_LLM_URL)",
+                        description="List the models an OpenAI-compatible server (Ollama, "
+                        "llama-server, vLLM...) reports, as generator names for --generator.")
+    mo.add_argument("--llm-url", metavar="URL", help="the server's OpenAI-compatible base, "
+                    "e.g. http://127.0.0.1:11434/v1 (default RAG_LLM_URL)")
+    mo.add_argument("--json", action="store_true", help="print JSON")
+    mo.set_defaults(func=cmd_models)
     return p
 
 

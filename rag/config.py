@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import RagError
@@ -40,6 +40,15 @@ class Settings:
     k: int = 5
     generator: str = "extractive"
     batch_size: int = 64
+    # a model server the user runs (the ``openai:MODEL`` generators; see rag/remote.py)
+    llm_url: str = ""
+    llm_key: str = field(default="", repr=False)  # never printed
+    llm_first_token_timeout: float = 60.0  # seconds; a server may load the model first
+    llm_timeout: float = 300.0  # seconds for the whole answer
+    llm_max_tokens: int = 200
+    llm_temperature: float = 0.0
+    llm_context: int = 4096  # tokens the model reads and writes; passages are cut to fit
+    llm_retries: int = 1  # new connections after a connection error, never after an answer
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -79,4 +88,15 @@ class Settings:
             raise RagError(
                 f"chunk_overlap must be between 0 and half of chunk_tokens, got {self.chunk_overlap}"
             )
+        if self.llm_first_token_timeout <= 0 or self.llm_timeout <= 0:
+            raise RagError("llm_first_token_timeout and llm_timeout must be above 0 seconds")
+        if self.llm_max_tokens < 1:
+            raise RagError(f"llm_max_tokens must be at least 1, got {self.llm_max_tokens}")
+        if self.llm_context < self.llm_max_tokens + 256:
+            raise RagError(f"llm_context ({self.llm_context}) must leave at least 256 tokens "
+                           f"for the prompt beside llm_max_tokens ({self.llm_max_tokens})")
+        if not 0 <= self.llm_temperature <= 2:
+            raise RagError(f"llm_temperature must be between 0 and 2, got {self.llm_temperature}")
+        if not 0 <= self.llm_retries <= 5:
+            raise RagError(f"llm_retries must be between 0 and 5, got {self.llm_retries}")
         return replace(self, corpus=Path(self.corpus), index=Path(self.index))

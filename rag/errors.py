@@ -42,3 +42,9 @@ class IndexMismatchError(RagError):
 
 class QueryError(RagError):
     """The question itself is unusable (empty, too long)."""
+
+
+class GeneratorError(RagError):
+    """A language model failed while answering (a model server unreachable, an error status, a
+    timeout, a broken stream); the pipeline answers with the extractive reader instead and
+    says so."""

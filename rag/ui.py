@@ -72,6 +72,8 @@ CSS = """
 .rag-answer-short {font-weight: 700;}
 .rag-turn {font-weight: 600; margin-top: .8em;}
 .rag-dropped {font-size: .85em; color: #6b7280;}
+.rag-notice {border-left: 4px solid #b91c1c; background: #fee2e2; color: #7f1d1d;
+  padding: .3em .7em; border-radius: 4px; font-size: .9em; margin-bottom: .4em;}
 """
 
 
@@ -91,7 +93,8 @@ def _anchor(turn: int, n: int) -> str:
 
 def render_answer(answer: Answer, turn: int) -> str:
     """The chat message for ``answer``: its text with each ``[n]`` a link to source ``n`` of
-    this ``turn`` in the sources panel; an abstention in its own style."""
+    this ``turn`` in the sources panel; an abstention in its own style; above it, the notice
+    that a language model's answer was replaced by the extractive one, and why."""
     if answer.abstained:
         return (f'<div class="rag-abstain">⚠️ <strong>Not in the articles.</strong> '
                 f"{html.escape(answer.text)}</div>")
@@ -113,6 +116,11 @@ def render_answer(answer: Answer, turn: int) -> str:
     if answer.dropped:
         body += (f'<div class="rag-dropped">{len(answer.dropped)} generated sentence(s) left out: '
                  "no cited passage supports them.</div>")
+    if answer.notice:
+        # why this is the extractive answer (the model failed): one line, then a blank line so
+        # that the answer below is read as Markdown again
+        notice = html.escape(" ".join(answer.notice.split()))
+        body = f'<div class="rag-notice">⚠️ {notice}</div>\n\n{body}'
     return body
 
 
@@ -252,7 +260,8 @@ class Library:
             if self._generators is None:
                 from .generate import available_generators
 
-                self._generators = available_generators(self.settings.generator)
+                self._generators = available_generators(self.settings.generator,
+                                                        self.settings)
                 self._generators += [n for n in self._pipelines if n not in self._generators]
             return list(self._generators)
 
@@ -282,7 +291,7 @@ class Library:
                 from .generate import preload
 
                 self._pipelines[name] = Pipeline(self.index, name, k=self.settings.k,
-                                                 model=preload(name))
+                                                 model=preload(name, self.settings))
             return self._pipelines[name]
 
     def stream(self, question: str, history: Sequence[dict] = (), k: int | None = None,

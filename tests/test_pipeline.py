@@ -263,7 +263,7 @@ def test_answer_json_shape():
                timings=(("retrieve_ms", 1.0),))
     assert answer_json(a) == {
         "question": "q", "answer": ABSTAIN_TEXT, "short_answer": None, "answer_type": "",
-        "abstained": True, "citations": [], "dropped": [], "generator": "",
+        "abstained": True, "citations": [], "dropped": [], "generator": "", "notice": "",
         "timings": {"retrieve_ms": 1.0}}
     text = "Alibaba led the round"
     cited = Citation(n=1, doc_id="d", title="T", url="https://x.example/a", date="2018-04-09",
@@ -273,7 +273,8 @@ def test_answer_json_shape():
                abstained=False, dropped=("It rained [1].",), generator="extractive",
                timings=(("retrieve_ms", 2.0), ("total_ms", 5.0)),
                short_answer=ShortAnswer(text="Alibaba", doc_id="d", start=0, end=7, citation=1),
-               answer_type="org")
+               answer_type="org", notice="the model server failed. This is the extractive answer "
+               "instead.")
     assert answer_json(b) == {
         "question": "Who led the round?", "answer": f"Alibaba. {text} [1].",
         "short_answer": {"text": "Alibaba", "doc_id": "d", "start": 0, "end": 7, "citation": 1},
@@ -282,5 +283,6 @@ def test_answer_json_shape():
                        "date": "2018-04-09", "chunk_id": "d:0", "start": 0, "end": 21,
                        "quote": text, "text": text + " in April 2018.", "score": 0.8}],
         "dropped": ["It rained [1]."], "generator": "extractive",
+        "notice": "the model server failed. This is the extractive answer instead.",
         "timings": {"retrieve_ms": 2.0, "total_ms": 5.0}}
     json.dumps(answer_json(b))  # plain JSON

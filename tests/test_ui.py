@@ -65,6 +65,22 @@ def test_abstention_has_its_own_look():
     assert "rag-abstain" not in render_answer(answer_for("x y", 0, 1), 1)
 
 
+def test_a_notice_shows_above_the_answer_escaped():
+    import markdown_it
+
+    a = answer_for("x y", 0, 1, notice=f"the model server at http://h/v1 failed ({PAYLOAD})\n"
+                                       "This is the extractive answer instead.")
+    out = render_answer(a, turn=1)
+    notice, body = out.split("\n\n", 1)
+    assert notice.startswith('<div class="rag-notice">') and "\n" not in notice
+    assert "<img" not in notice and "<script" not in notice and html.escape(PAYLOAD) in notice
+    assert body == render_answer(answer_for("x y", 0, 1), turn=1)
+    # the answer below the notice is still read as Markdown: its citation is a link
+    rendered = markdown_it.MarkdownIt("commonmark", {"html": True}).render(out)
+    assert '<a class="rag-cite" href="#rag-src-1-1">[1]</a>' in rendered
+    assert "rag-notice" not in render_answer(answer_for("x y", 0, 1), turn=1)
+
+
 def test_sources_highlight_the_exact_span_and_escape_everything():
     text = TEXT.format(payload=PAYLOAD)
     start = text.index("It will cost")

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import SEED_ARTICLE
-
+from model_server import ModelServer, Script
 from test_pipeline import ScriptedGenerator
 
 from rag import Settings, build_index
@@ -80,8 +80,12 @@ def free_port() -> int:
 def server(real_embedder, tmp_path_factory):
     corpus = tmp_path_factory.mktemp("ui-corpus")
     shutil.copy(SEED_ARTICLE, corpus)
+    # a model server on 127.0.0.1 whose model the page offers (RAG_LLM_URL)
+    models = ModelServer({"served": Script.words(STREAMED, delay=0.1),
+                          "served-broken": Script.words("Alibaba led a group", drop=True)}
+                         ).__enter__()
     settings = Settings(corpus=corpus, index=tmp_path_factory.mktemp("ui-index"),
-                        embed_backend="torch")
+                        embed_backend="torch", llm_url=models.url)
     build_index(settings, embedder=real_embedder)
     library = Library(settings, embedder=real_embedder)
     # two stand-in language models: one that streams a cited answer slowly, one that breaks
@@ -91,6 +95,7 @@ def server(real_embedder, tmp_path_factory):
     app = launch(library, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}", Path(corpus), settings
     app.close()
+    models.__exit__()
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +139,11 @@ class Page:
         n = self.bots().count()
         self.page.fill("#rag-question textarea", question)
         self.page.press("#rag-question textarea", "Enter")
+        return self.ask_done(n)
+
+    def ask_done(self, n: int):
+        """The newest bot message once there are more than ``n`` and the answer handler has
+        finished."""
         self.page.wait_for_function(
             "(n) => document.querySelectorAll('[data-testid=\"bot\"]').length > n"
             " && document.querySelector('#rag-chat [data-testid=status-tracker]')"
@@ -293,7 +303,7 @@ def test_answer_streams_and_unsupported_sentences_are_dropped(server):
 def choose_generator(ui: Page, name: str) -> None:
     ui.page.get_by_text("Settings", exact=True).click()  # the accordion
     ui.page.click("#rag-generator input")
-    ui.page.get_by_role("option", name=name).click()
+    ui.page.get_by_role("option", name=name, exact=True).click()
 
 
 def test_streamed_text_is_replaced_by_the_checked_answer(server, browser):
@@ -304,6 +314,40 @@ def test_streamed_text_is_replaced_by_the_checked_answer(server, browser):
     assert "$600 million into SenseTime" in bot.inner_text()
     assert bot.locator("a.rag-cite").count() == 1
     assert "Moon" not in bot.inner_text()
+
+
+def test_a_model_server_model_is_offered_streams_and_is_checked(server, browser):
+    url, *_ = server
+    ui = Page(browser, url)
+    choose_generator(ui, "openai:served")  # from the server's /v1/models
+    n = ui.bots().count()
+    ui.page.fill("#rag-question textarea", ALIBABA)
+    ui.page.press("#rag-question textarea", "Enter")
+    # the words show while the server still streams (the chat's status tracker is shown) ...
+    ui.page.wait_for_function(
+        "(n) => { const b = document.querySelectorAll('[data-testid=\"bot\"]');"
+        "  return b.length > n && b[b.length - 1].innerText.includes('Alibaba led a group')"
+        "    && !document.querySelector('#rag-chat [data-testid=status-tracker]')"
+        "      .classList.contains('hide'); }", arg=n, timeout=60_000)
+    # ... then the checked answer replaces them: cited, without the unsupported sentence
+    bot = ui.ask_done(n)
+    assert "$600 million into SenseTime" in bot.inner_text()
+    assert bot.locator("a.rag-cite").count() == 1 and "Moon" not in bot.inner_text()
+    assert bot.locator(".rag-notice").count() == 0
+    assert ui.page.locator("#rag-sources mark").count() >= 1
+    assert not ui.outside and not ui.errors
+
+
+def test_a_stream_that_breaks_gives_the_extractive_answer_marked(server, browser):
+    url, *_ = server
+    ui = Page(browser, url)
+    choose_generator(ui, "openai:served-broken")
+    bot = ui.ask(ALIBABA)
+    notice = bot.locator(".rag-notice")
+    assert notice.count() == 1 and "broke off" in notice.inner_text()
+    assert "extractive answer instead" in notice.inner_text()
+    assert "$600 million" in bot.inner_text() and bot.locator("a.rag-cite").count() >= 1
+    assert "Traceback" not in bot.inner_text()
 
 
 def test_a_failing_model_shows_a_message_not_a_traceback(server, browser):
