@@ -2,6 +2,7 @@
 serves the page on http://127.0.0.1:7860.
 
     python app.py [--host HOST] [--port PORT] [--corpus DIR] [--index DIR] [--generator NAME]
+                  [--allow-private]
 
 The host is --host, else RAG_HOST, else GRADIO_SERVER_NAME, else 127.0.0.1; the port is --port,
 else RAG_PORT, else GRADIO_SERVER_PORT, else 7860. Nothing is shared or sent anywhere: no share
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", help="articles folder (default corpus/ or RAG_CORPUS)")
     parser.add_argument("--index", help="index folder (default index/ or RAG_INDEX)")
     parser.add_argument("--generator", help="answer generator (default extractive or RAG_GENERATOR)")
+    parser.add_argument("--allow-private", action="store_true", default=None,
+                        help="let Add from URL fetch from local and private addresses "
+                        "(default RAG_ALLOW_PRIVATE, off)")
     args = parser.parse_args(argv)
     configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{report.articles} articles, {report.chunks} passages ({report.added} added, "
               f"{report.updated} updated, {report.removed} removed) in {report.seconds:.1f} s",
               flush=True)
-        library = Library(settings)
+        library = Library(settings, allow_private=args.allow_private)
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

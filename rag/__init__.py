@@ -17,8 +17,13 @@ from .index import IndexReport, build_index
 from .pipeline import Pipeline, ask
 from .retrieve import Index, open_index
 from .types import Answer, Article, Chunk, Citation, Hit
+from .web import AddReport, FeedsReport, add_urls, update_feeds
 
 __all__ = [
+    "AddReport",
+    "FeedsReport",
+    "add_urls",
+    "update_feeds",
     "Answer",
     "Article",
     "Citation",

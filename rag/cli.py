@@ -1,4 +1,5 @@
-"""The ``rag`` command: ``rag index``, ``rag search``, ``rag ask``, ``rag eval``, ``rag models``.
+"""The ``rag`` command: ``rag index``, ``rag search``, ``rag ask``, ``rag eval``, ``rag add``,
+``rag feed``, ``rag models``.
 
 User mistakes print one line (``error: ... what to do``) and exit 1, never a traceback.
 """
@@ -219,6 +220,61 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _web_settings(args) -> Settings:
+    return Settings.from_env(corpus=args.corpus, index=args.index,
+                             fetch_timeout=getattr(args, "timeout", None))
+
+
+def cmd_add(args) -> int:
+    from .web import add_urls
+
+    report = add_urls(args.urls, _web_settings(args), allow_private=args.allow_private)
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        print("\n".join(report.lines()))
+    return 1 if report.count("refused") == len(report.results) else 0
+
+
+def cmd_feed(args) -> int:
+    from .web import add_feed, list_feeds, parse_every, remove_feed, update_feeds, watch_feeds
+
+    settings = _web_settings(args)
+    if args.action in ("add", "remove") and not args.url:
+        raise RagError(f"give the feed's address: rag feed {args.action} URL")
+    if args.action == "add":
+        added = add_feed(args.url, settings)
+        print(f"{'recorded' if added else 'already recorded'}: {args.url}; "
+              "`rag feed update` fetches it")
+    elif args.action == "remove":
+        remove_feed(args.url, settings)
+        print(f"removed: {args.url} (its articles stay in the corpus)")
+    elif args.action == "list":
+        feeds = list_feeds(settings)
+        if args.json:
+            print(json.dumps(feeds, ensure_ascii=False))
+        for f in [] if args.json else feeds:
+            seen = f"updated {f['updated']}, {f['entries']} entries" if f.get("updated") \
+                else "not fetched yet"
+            print(f"{f['url']}  {f.get('title') or ''}  ({seen})")
+        if not feeds and not args.json:
+            print("no feed is recorded; add one with `rag feed add URL`", file=sys.stderr)
+    else:
+        def show(report):
+            if args.json:
+                print(json.dumps(report.to_json(), ensure_ascii=False), flush=True)
+            else:
+                print("\n".join(report.lines()), flush=True)
+
+        if args.every:
+            watch_feeds(parse_every(args.every), settings, show,
+                        allow_private=args.allow_private)
+        else:
+            show(update_feeds(settings, urls=[args.url] if args.url else None,
+                              allow_private=args.allow_private))
+    return 0
+
+
 def cmd_models(args) -> int:
     from .remote import PREFIX, base_url, list_models
 
@@ -301,6 +357,34 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--thresholds", metavar="FILE",
                     help="minimum figures per set (default eval/thresholds.toml)")
     ev.set_defaults(func=cmd_eval)
+
+    def web_options(sp):
+        sp.add_argument("--corpus", help="corpus folder (default corpus/, or RAG_CORPUS)")
+        sp.add_argument("--index", help="index folder (default index/, or RAG_INDEX)")
+        sp.add_argument("--timeout", type=float, metavar="S",
+                        help="seconds to wait for each page (default 10, or RAG_FETCH_TIMEOUT)")
+        sp.add_argument("--allow-private", action="store_true",
+                        help="also fetch from local and private addresses (refused by default)")
+        sp.add_argument("--json", action="store_true", help="print JSON")
+
+    ad = sub.add_parser("add", help="fetch article pages into the corpus and index them",
+                        description="Fetch each URL, extract its article (text, title, date, "
+                        "author, site), save it into the corpus as Markdown and index it. One "
+                        "line per URL: added, updated, already present, or refused and why.")
+    ad.add_argument("urls", nargs="+", metavar="URL")
+    web_options(ad)
+    ad.set_defaults(func=cmd_add)
+
+    fe = sub.add_parser("feed", help="RSS/Atom feeds: add, list, remove, update",
+                        description="Record feeds (in .feeds.json in the corpus) and add their "
+                        "new entries' articles; `update --every 15m` repeats until stopped.")
+    fe.add_argument("action", choices=("add", "list", "remove", "update"))
+    fe.add_argument("url", nargs="?", metavar="URL",
+                    help="the feed (add, remove; with update: only this feed)")
+    fe.add_argument("--every", metavar="INTERVAL",
+                    help="with update: repeat every INTERVAL (15m, 1h, 90s) until stopped")
+    web_options(fe)
+    fe.set_defaults(func=cmd_feed)
 
     mo = sub.add_parser("models", help="list the models of your model server (RAG_LLM_URL)",
                         description="List the models an OpenAI-compatible server (Ollama, "

@@ -49,6 +49,9 @@ class Settings:
     llm_temperature: float = 0.0
     llm_context: int = 4096  # tokens the model reads and writes; passages are cut to fit
     llm_retries: int = 1  # new connections after a connection error, never after an answer
+    # articles and feeds from the web (rag add, rag feed; see rag/web.py)
+    fetch_timeout: float = 10.0  # seconds
+    fetch_max_mb: float = 5.0  # the largest page or feed
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -99,4 +102,6 @@ class Settings:
             raise RagError(f"llm_temperature must be between 0 and 2, got {self.llm_temperature}")
         if not 0 <= self.llm_retries <= 5:
             raise RagError(f"llm_retries must be between 0 and 5, got {self.llm_retries}")
+        if self.fetch_timeout <= 0 or self.fetch_max_mb <= 0:
+            raise RagError("fetch_timeout and fetch_max_mb must be above 0")
         return replace(self, corpus=Path(self.corpus), index=Path(self.index))

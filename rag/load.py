@@ -143,10 +143,13 @@ def parse_text(raw: str, suffix: str) -> tuple[str, dict]:
     return body, meta
 
 
-def parse_html(raw: str) -> tuple[str, dict]:
+def parse_html(raw: str, url: str | None = None) -> tuple[str, dict]:
+    """The article's text and metadata (title, canonical URL, date, author, site name) from an
+    HTML page; ``url``: where it was fetched from (resolves relative links and names the site
+    when the page does not). :class:`SkipFile` when it holds no article text."""
     import trafilatura
 
-    doc = trafilatura.bare_extraction(raw, with_metadata=True, include_comments=False)
+    doc = trafilatura.bare_extraction(raw, url=url, with_metadata=True, include_comments=False)
     if doc is None or not (doc.text or "").strip():
         raise SkipFile("no article text found in the HTML")
     text = doc.text.strip()

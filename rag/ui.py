@@ -19,9 +19,7 @@ import html
 import logging
 import os
 import re
-import shutil
 import threading
-import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,6 +27,7 @@ from urllib.parse import urlsplit
 import gradio as gr
 
 from .config import Settings
+from .corpus import safe_name, save_new
 from .errors import CorpusError, RagError, first_line
 from .index import IndexReport, IndexWriter, read_manifest
 from .load import SUFFIXES
@@ -42,12 +41,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 #: Uploads larger than this are refused with a message (RAG_MAX_UPLOAD_MB overrides it).
 MAX_UPLOAD_MB = 5.0
-MAX_NAME_BYTES = 120  # of the stem, in UTF-8: well under the usual 255-byte limit
 MAX_K = 20
 EXAMPLES = 3
 
 _MARKER = re.compile(r"\[(\d+)\]")
-_UNSAFE_NAME = re.compile(r"[^\w.-]+")
 #: Every ASCII punctuation mark but & < > (which become HTML entities), backslash-escaped so
 #: text renders as written: no emphasis, lists or headings, and no web address or e-mail
 #: address turned into a live link (`https\://`, `www\.` do not match the autolink rules).
@@ -174,51 +171,6 @@ def render_sources(answer: Answer, turn: int) -> str:
 # -- uploads ------------------------------------------------------------------------------------
 
 
-def safe_name(name: str) -> str:
-    """A file name that stays inside the corpus folder: the last path component only, with
-    anything but letters, digits, ``.``, ``-`` and ``_`` replaced; ``CorpusError`` for a type
-    that cannot be read."""
-    base = unicodedata.normalize("NFKC", re.split(r"[\\/]", name)[-1])
-    stem, dot, suffix = base.rpartition(".")
-    if not dot or f".{suffix.lower()}" not in SUFFIXES:
-        raise CorpusError(f"{name}: cannot read this type of file; upload "
-                          f"{', '.join(SUFFIXES)} files")
-    stem = _UNSAFE_NAME.sub("_", stem).strip("._-")
-    stem = stem.encode()[:MAX_NAME_BYTES].decode("utf-8", "ignore") or "article"
-    return f"{stem}.{suffix.lower()}"
-
-
-def unique_path(folder: Path, name: str) -> Path:
-    """``folder / name``, or ``stem-2.ext``, ``stem-3.ext``... when that name is taken (by a
-    file or by any link, even a broken one)."""
-    path = folder / name
-    stem, suffix = path.stem, path.suffix
-    n = 2
-    while os.path.lexists(path):
-        path = folder / f"{stem}-{n}{suffix}"
-        n += 1
-    return path
-
-
-def save_new(source: str | Path, folder: Path, name: str) -> Path:
-    """Copy ``source`` into ``folder`` under ``name`` or the next free variant of it, creating
-    the file exclusively (never through a link, never over a file another process just made);
-    a copy that fails part-way is removed."""
-    while True:
-        dest = unique_path(folder, name)
-        try:
-            out = open(dest, "xb")
-        except FileExistsError:
-            continue
-        try:
-            with out, open(source, "rb") as src:
-                shutil.copyfileobj(src, out)
-        except BaseException:
-            dest.unlink(missing_ok=True)
-            raise
-        return dest
-
-
 def max_upload_bytes() -> int:
     env = os.environ.get("RAG_MAX_UPLOAD_MB", "")
     try:
@@ -241,8 +193,15 @@ class Library:
     Chat history lives in each browser session, never here.
     """
 
-    def __init__(self, settings: Settings | None = None, embedder=None):
+    def __init__(self, settings: Settings | None = None, embedder=None,
+                 allow_private: bool | None = None):
+        """``allow_private``: whether "Add from URL" may fetch from local and private
+        addresses (default: ``RAG_ALLOW_PRIVATE``; off, so that a shared server cannot be made
+        to reach hosts of its own network)."""
+        from .fetch import allow_private_from_env
+
         self.settings = settings or Settings.from_env()
+        self.allow_private = allow_private_from_env() if allow_private is None else allow_private
         self.index = Index(self.settings.index, self.settings, embedder=embedder)
         self._pipelines: dict[str, Pipeline] = {}
         self._pipelines_lock = threading.Lock()
@@ -374,6 +333,23 @@ class Library:
             self.index.reload()
         return lines
 
+    def add_url(self, url: str) -> list[str]:
+        """The "Add from URL" field: an article page is fetched, saved into the corpus and
+        indexed; a feed is recorded and its entries added. One line per outcome."""
+        from .web import add_from_url
+
+        url = (url or "").strip()
+        if not url:
+            return ["✗ give the address of an article or a feed (http:// or https://)"]
+        with self._lock:
+            try:
+                lines = add_from_url(url, self.index.settings, embedder=self.index.embedder,
+                                     allow_private=self.allow_private)
+            except RagError as e:
+                lines = [f"✗ {url}: {e}"]
+            self.index.reload()
+        return lines
+
     def _update(self) -> IndexReport:
         # the index's own settings: the embedding backend and store it was built with
         return IndexWriter(self.index.settings, embedder=self.index.embedder).update()
@@ -391,8 +367,9 @@ class Library:
                 f"`{st['embedder']}` · store `{st['store']}` · last update {st['updated_at']}")
 
     def corpus_rows(self) -> list[list[str]]:
-        """Title, date, file and passage count of every indexed article, newest file last."""
-        return [[a.title or "(untitled)", a.date, a.path, str(len(a.chunks))]
+        """Title, date, source (the site), file and passage count of every indexed article,
+        newest file last."""
+        return [[a.title or "(untitled)", a.date, a.source, a.path, str(len(a.chunks))]
                 for a in self.index.articles]
 
     def examples(self) -> list[str]:
@@ -476,6 +453,15 @@ def build_app(library: Library):
         status = "\n".join(f"- {md_text(line)}" for line in lines)
         return (None, status, library.corpus_summary(), library.corpus_rows())
 
+    def add_url(url):
+        try:
+            lines = library.add_url(url)
+        except Exception as e:  # never a traceback in the page
+            log.exception("adding %r failed", url)
+            lines = [f"✗ adding {url} failed: {first_line(e)}"]
+        status = "\n".join(f"- {md_text(line)}" for line in lines)
+        return "", status, library.corpus_summary(), library.corpus_rows()
+
     def ask_api(question: str, k: int = 0, generator: str = "") -> dict:
         """One question, no history: the `rag ask --json` object, or {"error": message}."""
         from .pipeline import answer_json
@@ -521,9 +507,14 @@ def build_app(library: Library):
                             f"{_size(max_upload_bytes())} each)",
                             file_count="multiple", file_types=list(SUFFIXES), elem_id="rag-upload")
             status = gr.Markdown(elem_id="rag-upload-status")
-            table = gr.Dataframe(library.corpus_rows(), headers=["title", "date", "file", "passages"],
-                                 datatype=["str", "str", "str", "str"], interactive=False,
-                                 elem_id="rag-corpus")
+            with gr.Row():
+                url_box = gr.Textbox(label="Add from URL (an article page, or an RSS/Atom feed)",
+                                     placeholder="https://…", scale=5, elem_id="rag-add-url")
+                url_button = gr.Button("Add", scale=1, elem_id="rag-add-url-button")
+            url_status = gr.Markdown(elem_id="rag-url-status")
+            table = gr.Dataframe(library.corpus_rows(),
+                                 headers=["title", "date", "source", "file", "passages"],
+                                 datatype=["str"] * 5, interactive=False, elem_id="rag-corpus")
 
         outputs = [box, chatbot, history, sources, panel]
         # One answer at a time across all sessions and the API: the models use every core.
@@ -535,6 +526,9 @@ def build_app(library: Library):
         generator.change(choose_generator, generator, None, api_visibility="private")
         chatbot.clear(new_chat, None, outputs, api_visibility="private")
         files.upload(upload, files, [files, status, summary, table], api_name="upload")
+        url_outputs = [url_box, url_status, summary, table]
+        url_button.click(add_url, url_box, url_outputs, api_name="add_url")
+        url_box.submit(add_url, url_box, url_outputs, api_visibility="private")
         # a page opened after `rag index` ran elsewhere shows the corpus as it is now
         app.load(lambda: (library.corpus_summary(), library.corpus_rows()), None,
                  [summary, table], api_visibility="private")

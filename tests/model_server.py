@@ -8,10 +8,11 @@ client sent.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from local_http import LocalServer
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Script:
         return cls(tuple(w + " " for w in text.split(" ")), **kw)
 
 
-class ModelServer:
+class ModelServer(LocalServer):
     """``with ModelServer({"name": Script(...)}) as server:`` serves at ``server.url`` (the
     ``/v1`` base) on ``port`` (default: a free one), from the moment it is entered; with
     ``key``, only requests that carry that bearer key."""
@@ -50,17 +51,8 @@ class ModelServer:
         self.key = key
         self.requests: list[dict] = []
         self.disconnects = 0
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> ModelServer:
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self.serve(self._handler(), port)
+        self.url = f"http://127.0.0.1:{self.port}/v1"
 
     def _handler(self):
         server = self

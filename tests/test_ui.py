@@ -10,10 +10,11 @@ import pytest
 from conftest import FakeEmbedder, fake_settings
 
 from rag import build_index
+from rag.corpus import safe_name, unique_path
 from rag.errors import CorpusError, RagError
 from rag.index import IndexWriter
 from rag.types import Answer, Citation, ShortAnswer
-from rag.ui import MAX_K, Library, md_text, render_answer, render_sources, safe_name, unique_path
+from rag.ui import MAX_K, Library, md_text, render_answer, render_sources
 
 PAYLOAD = '<img src=x onerror="alert(1)"> and <script>alert(2)</script>'
 TEXT = ("The harbour authority of Velmora approved a new ferry terminal on Tuesday. "
@@ -225,6 +226,24 @@ def test_duplicate_is_reported_and_not_kept(library, tmp_path):
     assert (after["articles"], after["chunks"]) == (before["articles"], before["chunks"])
 
 
+def test_add_from_url_refuses_local_addresses_by_default(library, monkeypatch):
+    from web_server import NewsSite
+
+    with NewsSite() as site:
+        (line,) = library.add_url(site.url("/news/ferry.html"))
+        assert line.startswith(f"✗ {site.url('/news/ferry.html')}: refused: ")
+        assert "local or private address" in line and site.requests == []
+        assert library.add_url("  ") == ["✗ give the address of an article or a feed "
+                                         "(http:// or https://)"]
+        # RAG_ALLOW_PRIVATE=1 lets a local deployment fetch from its own network
+        monkeypatch.setenv("RAG_ALLOW_PRIVATE", "1")
+        allowed = Library(library.settings, embedder=library.index.embedder)
+        (line,) = allowed.add_url(site.url("/news/ferry.html"))
+        assert line.startswith("✓ ") and "added as velmora-approves-ferry-terminal.md" in line
+        row = next(r for r in allowed.corpus_rows() if r[3].startswith("velmora"))
+        assert row[:3] == ["Velmora approves ferry terminal", "2026-03-01", "The Calder Courier"]
+
+
 def test_duplicates_within_one_upload(library, tmp_path):
     lines = add(library, upload(tmp_path, "one.txt", "Trams return to Lund."),
                 upload(tmp_path, "two.txt", "Trams return to Lund."))
@@ -291,7 +310,7 @@ def test_a_failed_copy_leaves_nothing_behind(library, tmp_path, monkeypatch):
         dst.write(b"half an artic")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("rag.ui.shutil.copyfileobj", broken)
+    monkeypatch.setattr("rag.corpus.shutil.copyfileobj", broken)
     lines = add(library, upload(tmp_path, "new.txt", "Trams return to Lund."))
     assert lines == ["✗ new.txt: [Errno 28] No space left on device"]
     assert sorted(p.name for p in library.corpus.iterdir()) == ["ferry.txt"]

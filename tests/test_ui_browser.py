@@ -14,6 +14,7 @@ import pytest
 from conftest import SEED_ARTICLE
 from model_server import ModelServer, Script
 from test_pipeline import ScriptedGenerator
+from web_server import NewsSite
 
 from rag import Settings, build_index
 from rag.ui import Library, launch
@@ -81,21 +82,23 @@ def server(real_embedder, tmp_path_factory):
     corpus = tmp_path_factory.mktemp("ui-corpus")
     shutil.copy(SEED_ARTICLE, corpus)
     # a model server on 127.0.0.1 whose model the page offers (RAG_LLM_URL)
+    news = NewsSite().__enter__()  # a news site on 127.0.0.1 for "Add from URL"
     models = ModelServer({"served": Script.words(STREAMED, delay=0.1),
                           "served-broken": Script.words("Alibaba led a group", drop=True)}
                          ).__enter__()
     settings = Settings(corpus=corpus, index=tmp_path_factory.mktemp("ui-index"),
                         embed_backend="torch", llm_url=models.url)
     build_index(settings, embedder=real_embedder)
-    library = Library(settings, embedder=real_embedder)
+    library = Library(settings, embedder=real_embedder, allow_private=True)
     # two stand-in language models: one that streams a cited answer slowly, one that breaks
     library.add_generator("scripted", SlowGenerator(STREAMED))
     library.add_generator("broken", BrokenGenerator())
     port = free_port()
     app = launch(library, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}", Path(corpus), settings
+    yield f"http://127.0.0.1:{port}", Path(corpus), settings, news
     app.close()
     models.__exit__()
+    news.__exit__()
 
 
 @pytest.fixture(scope="module")
@@ -156,17 +159,32 @@ class Page:
         While the handler runs, Gradio overlays a progress text ("processing | 0.1s") and may
         already show the new message, so this reads only the Markdown's own text and waits until
         its status tracker is hidden again."""
-        text = "#rag-upload-status [data-testid=markdown]"
+        return self._status("#rag-upload-status", lambda: self.page.set_input_files(
+            "#rag-upload input[type=file]", str(path)))
+
+    def add_url(self, url: str) -> str:
+        """Add an article or feed through the "Add from URL" field; its status text once the
+        handler has finished."""
+        def submit():
+            self.page.fill("#rag-add-url textarea", url)
+            self.page.click("#rag-add-url-button")
+
+        return self._status("#rag-url-status", submit)
+
+    def _status(self, box: str, action) -> str:
+        """Do ``action``, then wait until the status Markdown ``box`` shows a new ✓/✗ text and
+        its handler has finished; that text."""
+        text = f"{box} [data-testid=markdown]"
         before = self.page.locator(text).inner_text()
-        self.page.set_input_files("#rag-upload input[type=file]", str(path))
+        action()
         self.page.wait_for_function(
-            "(before) => {"
-            " const box = document.querySelector('#rag-upload-status');"
+            "([sel, before]) => {"
+            " const box = document.querySelector(sel);"
             " const t = box.querySelector('[data-testid=markdown]').innerText;"
             " const busy = box.querySelector('[data-testid=markdown-wrapper].pending')"
             "   || !box.querySelector('[data-testid=status-tracker]').classList.contains('hide');"
             " return !busy && t !== before && (t.includes('✓') || t.includes('✗')); }",
-            arg=before, timeout=120_000)
+            arg=[box, before], timeout=120_000)
         return self.page.locator(text).inner_text()
 
     def sources(self) -> str:
@@ -219,7 +237,7 @@ def test_sessions_do_not_share_history(server, browser):
 
 
 def test_uploaded_article_can_be_asked_about_at_once(server, browser, tmp_path):
-    url, corpus, _ = server
+    url, corpus, *_ = server
     ui = Page(browser, url)
     path = tmp_path / "velmora ferry.md"
     path.write_text(HARBOUR)
@@ -235,6 +253,28 @@ def test_uploaded_article_can_be_asked_about_at_once(server, browser, tmp_path):
     assert "Velmora approves ferry terminal" in sources and "2026-03-01" in sources
     assert ui.page.locator('#rag-sources a[href="https://news.example.org/velmora-ferry"]').count()
     assert "duplicate of velmora_ferry.md" in ui.upload(path)
+
+
+def test_articles_and_feeds_from_a_url_can_be_asked_about(server, browser):
+    url, corpus, _, news = server
+    ui = Page(browser, url)
+    status = ui.add_url(news.url("/news/tram.html"))
+    assert f"✓ {news.url('/news/tram.html')}: added as port-calder-opens-tram-line.md" in status
+    status = ui.add_url(news.url("/feed.atom"))
+    assert f"✓ feed recorded: {news.url('/feed.atom')}" in status
+    assert f"{news.url('/feed.atom')}: 1 new, 0 updated, 0 unchanged, 0 failed" in status
+    table = ui.page.locator("#rag-corpus").inner_text()
+    assert "Courier Sport" in table and "2026-04-12" in table and "The Calder Courier" in table
+    bot = ui.ask("Who won the Port Calder marathon?")
+    assert "Joyce Wanjiru" in bot.inner_text()
+    sources = ui.sources()
+    assert "Wanjiru wins the marathon" in sources and "2026-04-12" in sources
+    link = f'#rag-sources a[href="{news.url("/sport/marathon.html")}"]'
+    assert ui.page.locator(link).count() >= 1
+    # bad input is one line, and nothing is added
+    assert "✗ ftp://x.example/a: refused: only http:// and https://" in ui.add_url(
+        "ftp://x.example/a")
+    assert ui.errors == []
 
 
 def test_script_payload_does_not_run(server, browser, tmp_path):
@@ -259,7 +299,7 @@ def test_script_payload_does_not_run(server, browser, tmp_path):
 
 
 def test_too_large_upload_gets_a_message(server, browser, tmp_path, monkeypatch):
-    url, corpus, _ = server
+    url, corpus, *_ = server
     monkeypatch.setenv("RAG_MAX_UPLOAD_MB", "0.01")
     ui = Page(browser, url)
     path = tmp_path / "long.txt"
@@ -373,7 +413,7 @@ def test_example_questions_on_an_empty_chat(server, browser):
 
 def test_a_damaged_index_shows_a_message_and_recovers_after_rag_index(server, browser,
                                                                      real_embedder):
-    url, _, settings = server
+    url, _, settings, _ = server
     damaged = damage_next_generation(Path(settings.index))
     ui = Page(browser, url)
     bot = ui.ask(ALIBABA)
