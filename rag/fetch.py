@@ -56,7 +56,11 @@ def allow_private_from_env() -> bool:
 
 
 class FetchError(RagError):
-    """A page or feed could not be fetched; the message names the URL and says why."""
+    """A page or feed could not be fetched: ``url`` and ``reason``; the message is both."""
+
+    def __init__(self, url: str, reason: str):
+        self.url, self.reason = url, reason
+        super().__init__(f"{url}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -132,23 +136,23 @@ class Fetcher:
         host that resolves to a local or private address."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
-            raise FetchError(f"{url}: only http:// and https:// addresses can be fetched")
+            raise FetchError(url, "only http:// and https:// addresses can be fetched")
         host = parts.hostname
         if not host:
-            raise FetchError(f"{url}: no host name in the address")
+            raise FetchError(url, "no host name in the address")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except ValueError:
-            raise FetchError(f"{url}: the port is not a number") from None
+            raise FetchError(url, "the port is not a number") from None
         except (socket.gaierror, UnicodeError):
-            raise FetchError(f"{url}: host {host} does not resolve; check the address") from None
+            raise FetchError(url, f"host {host} does not resolve; check the address") from None
         if self.allow_private:
             return
         for info in infos:
             ip = info[4][0]
             if not is_public(ip):
-                raise FetchError(f"{url}: {host} is a local or private address ({ip}); "
+                raise FetchError(url, f"{host} is a local or private address ({ip}); "
                                  f"{PRIVATE_HINT}")
 
     def allowed_by_robots(self, url: str) -> bool:
@@ -218,24 +222,24 @@ class Fetcher:
         for _ in range(MAX_REDIRECTS + 1):
             self.check_address(url)
             if robots and not self.allowed_by_robots(url):
-                raise FetchError(f"{url}: the site's robots.txt disallows fetching it")
+                raise FetchError(url, "the site's robots.txt disallows fetching it")
             try:
                 with self.client.stream("GET", url, headers=headers) as r:
                     if r.has_redirect_location and follow:
                         target = urljoin(url, r.headers.get("location", ""))
                         if target in seen:
-                            raise FetchError(f"{seen[0]}: redirect loop ({' -> '.join(seen)} "
+                            raise FetchError(seen[0], f"redirect loop ({' -> '.join(seen)} "
                                              f"-> {target})")
                         seen.append(target)
                         url = target
                         continue
                     return self._read(url, r, accept)
             except httpx.TimeoutException:
-                raise FetchError(f"{url}: no answer within {self.timeout:g} s; try again later, "
+                raise FetchError(url, f"no answer within {self.timeout:g} s; try again later, "
                                  "or give a longer --timeout (RAG_FETCH_TIMEOUT)") from None
             except httpx.HTTPError as e:
-                raise FetchError(f"{url}: {first_line(e)}") from None
-        raise FetchError(f"{seen[0]}: more than {MAX_REDIRECTS} redirects")
+                raise FetchError(url, f"{first_line(e)}") from None
+        raise FetchError(seen[0], f"more than {MAX_REDIRECTS} redirects")
 
     def _read(self, url: str, r, accept) -> Page:
         etag = r.headers.get("etag", "")
@@ -244,7 +248,7 @@ class Fetcher:
             return Page(url, 304, etag=etag, last_modified=modified)
         if r.status_code >= 400 or r.status_code >= 300:
             reason = r.reason_phrase or "error"
-            raise FetchError(f"{url}: the server answered HTTP {r.status_code} ({reason})")
+            raise FetchError(url, f"the server answered HTTP {r.status_code} ({reason})")
         kind, _, params = r.headers.get("content-type", "").partition(";")
         kind = kind.strip().lower()
         charset = ""
@@ -253,19 +257,19 @@ class Fetcher:
             if key.strip().lower() == "charset":
                 charset = value.strip().strip('"')
         if accept is not None and kind not in accept:
-            raise FetchError(f"{url}: the content type is {kind or 'not given'}, not "
+            raise FetchError(url, f"the content type is {kind or 'not given'}, not "
                              f"{' or '.join(accept[:2])}")
         limit_mb = f"{self.max_bytes / 1024 / 1024:g} MB"
         length = r.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
-            raise FetchError(f"{url}: the page is {int(length) / 1024 / 1024:.1f} MB, over the "
+            raise FetchError(url, f"the page is {int(length) / 1024 / 1024:.1f} MB, over the "
                              f"{limit_mb} limit")
         body = bytearray()
         deadline = time.monotonic() + 3 * self.timeout  # a page that trickles in forever
         for chunk in r.iter_bytes():
             body += chunk
             if len(body) > self.max_bytes:
-                raise FetchError(f"{url}: the page is over the {limit_mb} limit")
+                raise FetchError(url, f"the page is over the {limit_mb} limit")
             if time.monotonic() > deadline:
-                raise FetchError(f"{url}: the page took over {3 * self.timeout:g} s to arrive")
+                raise FetchError(url, f"the page took over {3 * self.timeout:g} s to arrive")
         return Page(url, r.status_code, kind, bytes(body), charset, etag, modified)

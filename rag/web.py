@@ -246,15 +246,13 @@ class Clipper:
                 return UrlResult(url, "refused", reason="it is a feed; add it with `rag feed add "
                                  "URL` (or the chat's Add from URL)")
             if page.content_type not in HTML_TYPES:
-                raise FetchError(f"the content type is {page.content_type or 'not given'}, not "
-                                 "a web page (text/html)")
+                kind = page.content_type or "not given"
+                raise FetchError(url, f"the content type is {kind}, not a web page (text/html)")
             text, meta = parse_html(page.text(), page.url)
             if len(text.split()) < MIN_WORDS:
                 raise SkipFile("too little text")
         except (FetchError, SkipFile) as e:
-            reason = str(e) if isinstance(e, SkipFile) else str(e).split(": ", 1)[-1]
-            if isinstance(e, SkipFile):
-                reason = "no article text found on the page"
+            reason = e.reason if isinstance(e, FetchError) else "no article text found on the page"
             if not entry.get("content"):
                 return UrlResult(url, "refused", reason=reason)
             log.info("%s: %s; using the feed entry's own text", url, reason)
@@ -440,7 +438,7 @@ def _update_feed(feed: dict, clipper: Clipper) -> tuple[FeedResult, list[str]]:
         page = clipper.fetcher.get(url, accept=None, etag=feed.get("etag", ""),
                                    last_modified=feed.get("last_modified", ""))
     except FetchError as e:
-        return FeedResult(url, feed.get("title", ""), error=str(e).split(": ", 1)[-1]), []
+        return FeedResult(url, feed.get("title", ""), error=e.reason), []
     if page.not_modified:
         return FeedResult(url, feed.get("title", ""), unchanged=feed.get("entries", 0),
                           not_modified=True), []
@@ -517,7 +515,7 @@ def add_from_url(url: str, settings: Settings, *, embedder=None,
         try:
             page = fetcher.get(url, accept=None)
         except FetchError as e:
-            return [f"✗ {url}: refused: {str(e).split(': ', 1)[-1]}"]
+            return [f"✗ {url}: refused: {e.reason}"]
         if page.content_type in FEED_TYPES:
             added = add_feed(url, settings)
             report = update_feeds(settings, urls=[url], embedder=embedder,
