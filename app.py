@@ -2,11 +2,15 @@
 serves the page on http://127.0.0.1:7860.
 
     python app.py [--host HOST] [--port PORT] [--corpus DIR] [--index DIR] [--generator NAME]
-                  [--allow-private]
+                  [--allow-private] [--users FILE] [--require-auth]
 
 The host is --host, else RAG_HOST, else GRADIO_SERVER_NAME, else 127.0.0.1; the port is --port,
 else RAG_PORT, else GRADIO_SERVER_PORT, else 7860. Nothing is shared or sent anywhere: no share
 link, no analytics.
+
+With a users file (``--users FILE`` or RAG_USERS_FILE, made with ``rag users add``), the page
+and its API need a sign-in. Served on another address than this machine's own without one, the
+app warns at start; with ``--require-auth`` it refuses to start instead.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from rag import RagError, Settings, build_index
 from rag.errors import first_line
 from rag.logs import configure_logging
 from rag.ui import DEFAULT_HOST, DEFAULT_PORT, Library, launch
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def port_number(text: str) -> int:
@@ -63,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-private", action="store_true", default=None,
                         help="let Add from URL fetch from local and private addresses "
                         "(default RAG_ALLOW_PRIVATE, off)")
+    parser.add_argument("--users", metavar="FILE", help="users file: sign-in required, with "
+                        "roles (default RAG_USERS_FILE; make one with `rag users add`)")
+    parser.add_argument("--require-auth", action="store_true",
+                        help="refuse to start without a users file on a non-local address")
     args = parser.parse_args(argv)
     configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
@@ -71,7 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     try:
-        settings = Settings.from_env(corpus=args.corpus, index=args.index, generator=args.generator)
+        settings = Settings.from_env(corpus=args.corpus, index=args.index, generator=args.generator,
+                                     users_file=args.users)
+        if not settings.users_file and host not in LOCAL_HOSTS:
+            if args.require_auth:
+                raise RagError(f"--require-auth: serving on {host} needs a users file; create "
+                               "one with `rag users add NAME --role editor --users FILE`, then "
+                               "pass --users FILE (or set RAG_USERS_FILE)")
+            print(f"warning: serving on {host} without sign-in: anyone who can reach port "
+                  f"{port} can read the articles and add to them; pass --users FILE (see "
+                  "`rag users add`), or --require-auth to refuse this", file=sys.stderr,
+                  flush=True)
         print(f"Updating the index in {settings.index} from {settings.corpus}…", flush=True)
         report = build_index(settings, progress=True)
         print(f"{report.articles} articles, {report.chunks} passages ({report.added} added, "
@@ -81,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"Serving the chat on http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    signed = f", sign-in with {settings.users_file}" if settings.users_file else ""
+    print(f"Serving the chat on http://{host}:{port}{signed} (Ctrl-C to stop)", flush=True)
     try:
         launch(library, host, port, quiet=True)  # the address is printed above
     except OSError as e:

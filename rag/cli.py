@@ -1,5 +1,5 @@
 """The ``rag`` command: ``rag index``, ``rag search``, ``rag ask``, ``rag eval``, ``rag add``,
-``rag feed``, ``rag models``.
+``rag feed``, ``rag models``, ``rag users``, ``rag audit``.
 
 User mistakes print one line (``error: ... what to do``) and exit 1, never a traceback.
 """
@@ -291,6 +291,71 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_users(args) -> int:
+    from .users import ROLES, UsersFile, check_name, check_role
+
+    path = args.users or Settings.from_env().users_file
+    if not path:
+        raise RagError("name the users file: pass --users FILE or set RAG_USERS_FILE")
+    users = UsersFile(path)
+    if args.action == "list":
+        listed = list(users.users().values())
+        if args.json:
+            print(json.dumps([{"name": u.name, "role": u.role} for u in listed]))
+        for u in [] if args.json else listed:
+            print(f"{u.name}  {u.role}")
+        return 0
+    if not args.name:
+        raise RagError(f"give the user's name: rag users {args.action} NAME")
+    check_name(args.name)
+    if args.action == "remove":
+        users.remove(args.name)
+        print(f"removed {args.name} from {path}")
+        return 0
+    if args.role is None:
+        raise RagError(f"give the role: rag users add {args.name} --role "
+                       f"{'|'.join(ROLES)}")
+    check_role(args.role)
+    password = _read_password(args.password_stdin)
+    new = users.add(args.name, args.role, password)
+    print(f"{'added' if new else 'updated'} {args.name} ({args.role}) in {path}")
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        if not sys.stdin.isatty():
+            raise RagError("no terminal to ask for the password on; pipe it in with "
+                           "--password-stdin")
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            raise RagError("the passwords differ; run the command again")
+    if not password:
+        raise RagError("empty password; give one of at least 8 characters")
+    return password
+
+
+def cmd_audit(args) -> int:
+    from .audit import AuditLog
+
+    settings = Settings.from_env(index=args.index)
+    entries = AuditLog(settings.index).entries()[-args.limit:] if args.limit else \
+        AuditLog(settings.index).entries()
+    for e in entries:
+        if args.json:
+            print(json.dumps(e, ensure_ascii=False))
+        else:
+            print(f"{e['time']}  {e['user']}  {e['action']} ({e.get('via', '')})  {e['file']}  "
+                  f"{e['article_id']}")
+    if not entries and not args.json:
+        print(f"no change recorded in {settings.index} yet", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rag", description="Question answering over a folder of news articles."
@@ -393,6 +458,30 @@ def parser() -> argparse.ArgumentParser:
                     "e.g. http://127.0.0.1:11434/v1 (default RAG_LLM_URL)")
     mo.add_argument("--json", action="store_true", help="print JSON")
     mo.set_defaults(func=cmd_models)
+
+    us = sub.add_parser("users", help="who may sign in to a shared chat server",
+                        description="Manage the users file of a shared chat server (app.py "
+                        "--users FILE): a reader asks, an editor also adds articles. Passwords "
+                        "are stored as argon2 hashes; `add` asks for the password twice, or "
+                        "reads one line from standard input with --password-stdin. A running "
+                        "server sees the change at the next sign-in or action.")
+    us.add_argument("action", choices=("add", "list", "remove"))
+    us.add_argument("name", nargs="?", metavar="NAME")
+    us.add_argument("--role", help="with add: reader or editor")
+    us.add_argument("--password-stdin", action="store_true",
+                    help="with add: read the password from standard input (for scripts)")
+    us.add_argument("--users", metavar="FILE", help="the users file (default RAG_USERS_FILE)")
+    us.add_argument("--json", action="store_true", help="with list: print JSON")
+    us.set_defaults(func=cmd_users)
+
+    au = sub.add_parser("audit", help="show who added, updated or removed which article",
+                        description="Print the audit trail of the index (audit.jsonl in the "
+                        "index folder): one line per article added, updated or removed, by "
+                        "upload, URL, feed or `rag index`, with the user and the time.")
+    au.add_argument("--index", help="index folder (default index/ or RAG_INDEX)")
+    au.add_argument("--limit", type=int, default=0, metavar="N", help="the last N changes")
+    au.add_argument("--json", action="store_true", help="print JSON lines")
+    au.set_defaults(func=cmd_audit)
     return p
 
 

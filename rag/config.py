@@ -52,6 +52,12 @@ class Settings:
     # articles and feeds from the web (rag add, rag feed; see rag/web.py)
     fetch_timeout: float = 10.0  # seconds
     fetch_max_mb: float = 5.0  # the largest page or feed
+    # a shared chat server (see rag/users.py and rag/limits.py): sign-in and limits per user
+    users_file: str = ""  # names, argon2 hashes and roles; empty: no sign-in
+    rate_limit: str = "30/min"  # questions per user
+    uploads_per_hour: int = 20  # articles an editor adds (files and URLs)
+    upload_mb_per_day: float = 50.0  # bytes of files an editor uploads
+    history_turns: int = 50  # question-answer turns of a chat kept on the server
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -104,4 +110,13 @@ class Settings:
             raise RagError(f"llm_retries must be between 0 and 5, got {self.llm_retries}")
         if self.fetch_timeout <= 0 or self.fetch_max_mb <= 0:
             raise RagError("fetch_timeout and fetch_max_mb must be above 0")
+        from .limits import parse_rate
+
+        try:
+            parse_rate(self.rate_limit)
+        except RagError as e:
+            raise RagError(f"rate_limit (RAG_RATE_LIMIT): {e}") from None
+        if self.uploads_per_hour < 1 or self.upload_mb_per_day <= 0 or self.history_turns < 1:
+            raise RagError("uploads_per_hour and history_turns must be at least 1, and "
+                           "upload_mb_per_day above 0")
         return replace(self, corpus=Path(self.corpus), index=Path(self.index))

@@ -33,6 +33,7 @@ from .chunk import CHUNKER_VERSION, chunk_spans
 from .config import Settings
 from .errors import CorpusError, IndexDamagedError, IndexMismatchError, RagError, first_line
 from .load import Skipped, load_file, scan
+from .audit import CLI, Actor, AuditLog
 from .store import FaissStore
 from .types import Article
 
@@ -86,6 +87,8 @@ class IndexReport:
     duplicates: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     repaired: str = ""  # what was damaged, when the run rebuilt a damaged index
+    #: each article added, updated or removed: action, file, article_id, hash (the audit trail)
+    changes: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -333,10 +336,14 @@ class _CorpusScan:
 class IndexWriter:
     """Brings an index folder up to date with a corpus folder."""
 
-    def __init__(self, settings: Settings, embedder=None, progress: bool = False):
+    def __init__(self, settings: Settings, embedder=None, progress: bool = False,
+                 actor: Actor = CLI):
+        """``actor``: who makes the change, and how, for the audit trail (default: ``rag
+        index`` from the command line)."""
         self.settings = settings
         self._embedder = embedder
         self.progress = progress
+        self.actor = actor
 
     @property
     def embedder(self):
@@ -356,6 +363,8 @@ class IndexWriter:
             )
         with locked(folder):
             report = self._update(folder, corpus, rebuild)
+            # after the manifest: the log records what an index holds, never a failed attempt
+            AuditLog(folder).record(self.actor, report.changes)
         report.seconds = round(time.perf_counter() - t0, 3)
         return report
 
@@ -407,6 +416,13 @@ class IndexWriter:
         added = [aid for aid in wanted if aid not in records]
         report.added, report.updated, report.removed = len(added), len(changed), len(removed)
         report.unchanged = len(wanted) - len(added) - len(changed)
+        report.changes = (
+            [{"action": "remove", "file": records[a].path, "article_id": a,
+              "hash": records[a].hash} for a in removed]
+            + [{"action": "update", "file": wanted[a][1], "article_id": a, "hash": wanted[a][0]}
+               for a in changed]
+            + [{"action": "add", "file": wanted[a][1], "article_id": a, "hash": wanted[a][0]}
+               for a in added])
 
         stale = [vid for aid in removed + changed for (_, _, vid) in records[aid].chunks]
         store.remove(np.array(stale, np.int64))
@@ -519,13 +535,14 @@ def _remove_other_generations(folder: Path, generation: int) -> None:
 
 
 def build_index(settings: Settings | None = None, embedder=None, rebuild: bool = False,
-                progress: bool = False) -> IndexReport:
-    """Index ``settings.corpus`` into ``settings.index``, embedding only what changed."""
+                progress: bool = False, actor: Actor = CLI) -> IndexReport:
+    """Index ``settings.corpus`` into ``settings.index``, embedding only what changed;
+    ``actor`` is who is recorded in the audit trail for each change."""
     settings = settings or Settings.from_env()
     if rebuild and (Path(settings.index) / "manifest.json").exists():
         log.info("rebuilding %s from scratch", settings.index)
     try:
-        return IndexWriter(settings, embedder, progress).update(rebuild=rebuild)
+        return IndexWriter(settings, embedder, progress, actor).update(rebuild=rebuild)
     except RagError:
         raise
     except OSError as e:

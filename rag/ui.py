@@ -26,16 +26,24 @@ from urllib.parse import urlsplit
 
 import gradio as gr
 
+from .audit import Actor, AuditLog
 from .config import Settings
 from .corpus import safe_name, save_new
 from .errors import CorpusError, RagError, first_line
 from .index import IndexReport, IndexWriter, read_manifest
+from .limits import Limits
 from .load import SUFFIXES
 from .pipeline import Pipeline
 from .retrieve import Index
 from .types import Answer
+from .users import User, UsersFile
 
 log = logging.getLogger(__name__)
+
+#: Who the audit trail names for changes made on a chat without sign-in.
+ANONYMOUS = "anonymous"
+#: A failed sign-in waits this long before it is answered, to slow down password guessing.
+SIGN_IN_DELAY = 1.0
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -43,6 +51,7 @@ DEFAULT_PORT = 7860
 MAX_UPLOAD_MB = 5.0
 MAX_K = 20
 EXAMPLES = 3
+CORPUS_COLUMNS = ["title", "date", "source", "file", "passages", "added by", "added"]
 
 _MARKER = re.compile(r"\[(\d+)\]")
 #: Every ASCII punctuation mark but & < > (which become HTML entities), backslash-escaped so
@@ -190,18 +199,29 @@ def _size(n: int) -> str:
 class Library:
     """The index, one pipeline per generator, and the corpus writer, shared by all sessions.
 
-    Chat history lives in each browser session, never here.
+    Chat history lives in each browser session, never here. With a users file, every action
+    names its user: the user must still be in the file, only an ``editor`` may add articles,
+    and each user's questions and uploads are limited (:class:`rag.limits.Limits`). Without
+    one (the local default) there is no sign-in, and no limit.
     """
 
     def __init__(self, settings: Settings | None = None, embedder=None,
-                 allow_private: bool | None = None):
+                 allow_private: bool | None = None, users: UsersFile | None = None):
         """``allow_private``: whether "Add from URL" may fetch from local and private
         addresses (default: ``RAG_ALLOW_PRIVATE``; off, so that a shared server cannot be made
-        to reach hosts of its own network)."""
+        to reach hosts of its own network). ``users``: who may sign in (default: the settings'
+        ``users_file``, read now so that a malformed file stops the server at start)."""
         from .fetch import allow_private_from_env
 
         self.settings = settings or Settings.from_env()
         self.allow_private = allow_private_from_env() if allow_private is None else allow_private
+        if users is None and self.settings.users_file:
+            users = UsersFile(self.settings.users_file)
+        self.users = users
+        if users is not None:
+            users.users()  # a missing or malformed file is an error at start, not at sign-in
+        self.limits = Limits(self.settings)
+        self.audit = AuditLog(self.settings.index)
         self.index = Index(self.settings.index, self.settings, embedder=embedder)
         self._pipelines: dict[str, Pipeline] = {}
         self._pipelines_lock = threading.Lock()
@@ -211,6 +231,54 @@ class Library:
     @property
     def corpus(self) -> Path:
         return Path(self.settings.corpus)
+
+    # -- who is asking -------------------------------------------------------------------------
+
+    async def sign_in(self, name: str, password: str) -> bool:
+        """Gradio's ``auth``: whether ``password`` is ``name``'s. Hashing runs off the event
+        loop, and a failure is answered after :data:`SIGN_IN_DELAY`."""
+        import asyncio
+
+        if self.users is None:
+            return True
+        try:
+            user = await asyncio.to_thread(self.users.verify, name, password)
+        except RagError as e:  # the file became unreadable: nobody signs in until it is fixed
+            log.error("sign-in refused: %s", e)
+            user = None
+        if user is None:
+            log.warning("failed sign-in for %r", name)
+            await asyncio.sleep(SIGN_IN_DELAY)
+            return False
+        return True
+
+    def user(self, name: str | None) -> User | None:
+        """The signed-in user ``name`` (None without sign-in); :class:`RagError` when a
+        users file is set and ``name`` is not (or no longer) in it."""
+        if self.users is None:
+            return None
+        user = self.users.get(name)
+        if user is None:
+            raise RagError("sign in first" if not name else
+                           f"user {name!r} is not in the users file any more; sign in again")
+        return user
+
+    def may_add(self, name: str | None) -> bool:
+        """Whether ``name`` may add articles: anyone without sign-in, else editors."""
+        try:
+            user = self.user(name)
+        except RagError:
+            return False
+        return user is None or user.may_add
+
+    def _editor(self, name: str | None) -> str:
+        """The name to record for a change by ``name``; :class:`RagError` unless they may."""
+        user = self.user(name)
+        if user is not None and not user.may_add:
+            raise RagError(f"{user.name} is a reader: only editors add articles; ask an "
+                           "editor, or an admin to run `rag users add "
+                           f"{user.name} --role editor`")
+        return user.name if user is not None else ANONYMOUS
 
     def generators(self) -> list[str]:
         """The generators that can run here (checked once), then those added with
@@ -254,17 +322,24 @@ class Library:
             return self._pipelines[name]
 
     def stream(self, question: str, history: Sequence[dict] = (), k: int | None = None,
-               generator: str | None = None) -> Iterator[str | Answer]:
+               generator: str | None = None, user: str | None = None) -> Iterator[str | Answer]:
         """As :meth:`Pipeline.stream`, with ``k`` passages (clamped to 1..MAX_K; 0 or None:
-        the default) and the ``generator`` chosen among :meth:`generators`."""
+        the default) and the ``generator`` chosen among :meth:`generators`. With sign-in,
+        ``user`` must be in the users file and within the question limit
+        (:class:`rag.limits.LimitError` past it)."""
+        if (signed_in := self.user(user)) is not None:
+            self.limits.question(signed_in.name)
         pipeline = self.pipeline(generator)
         self.index.reload()  # pick up articles added by another session or `rag index`
         k = max(1, min(MAX_K, int(k))) if k else None
         return pipeline.stream(question, history, k=k)
 
-    def add_files(self, paths: Sequence[str | Path], names: Sequence[str] | None = None) -> list[str]:
+    def add_files(self, paths: Sequence[str | Path], names: Sequence[str] | None = None,
+                  user: str | None = None) -> list[str]:
         """Save uploaded files into the corpus and index them; one line per file saying what
-        happened. ``names`` are the names the user gave (default: the paths' names).
+        happened. ``names`` are the names the user gave (default: the paths' names); ``user``
+        the signed-in user (an editor, within the upload limits, when sign-in is on), whom
+        the audit trail records.
 
         A file is refused (and not kept) when it is too large, of an unknown type, unreadable,
         or when every article in it duplicates one already indexed; duplicate items of a JSON
@@ -274,6 +349,10 @@ class Library:
         names = list(names) if names is not None else [Path(p).name for p in paths]
         if len(names) != len(paths):
             raise ValueError("give one name per uploaded file")
+        try:
+            editor = self._editor(user)
+        except RagError as e:
+            return [f"✗ {e}"]
         limit = max_upload_bytes()
         lines: list[str] = []
         saved: dict[str, str] = {}  # corpus-relative path -> the name the user gave
@@ -287,6 +366,8 @@ class Library:
                             f"{name} is {_size(size)}, over the {_size(limit)} upload limit; "
                             "split it, or start the app with a larger RAG_MAX_UPLOAD_MB"
                         )
+                    if self.users is not None:
+                        self.limits.upload(editor, size)
                     dest = save_new(path, self.corpus, safe_name(name))
                 except (RagError, OSError) as e:
                     lines.append(f"✗ {e}" if isinstance(e, RagError) else f"✗ {name}: {e}")
@@ -295,7 +376,7 @@ class Library:
             if not saved:
                 return lines
             try:
-                report = self._update()
+                report = self._update(Actor(editor, "upload"))
             except Exception as e:
                 for rel in saved:
                     (self.corpus / rel).unlink(missing_ok=True)
@@ -327,32 +408,40 @@ class Library:
                 (self.corpus / rel).unlink(missing_ok=True)
             if refused:
                 try:
-                    self._update()  # forget the refused files' entries
+                    self._update(Actor(editor, "upload"))  # forget the refused files' entries
                 except Exception:  # the accepted files are indexed already
                     log.exception("updating the index after refusing uploads failed")
             self.index.reload()
         return lines
 
-    def add_url(self, url: str) -> list[str]:
+    def add_url(self, url: str, user: str | None = None) -> list[str]:
         """The "Add from URL" field: an article page is fetched, saved into the corpus and
-        indexed; a feed is recorded and its entries added. One line per outcome."""
+        indexed; a feed is recorded and its entries added. One line per outcome. ``user`` as
+        for :meth:`add_files` (a URL counts as one upload)."""
         from .web import add_from_url
 
         url = (url or "").strip()
+        try:
+            editor = self._editor(user)
+        except RagError as e:
+            return [f"✗ {e}"]
         if not url:
             return ["✗ give the address of an article or a feed (http:// or https://)"]
         with self._lock:
             try:
+                if self.users is not None:
+                    self.limits.upload(editor, 0)
                 lines = add_from_url(url, self.index.settings, embedder=self.index.embedder,
-                                     allow_private=self.allow_private)
+                                     allow_private=self.allow_private, user=editor)
             except RagError as e:
                 lines = [f"✗ {url}: {e}"]
             self.index.reload()
         return lines
 
-    def _update(self) -> IndexReport:
+    def _update(self, actor: Actor) -> IndexReport:
         # the index's own settings: the embedding backend and store it was built with
-        return IndexWriter(self.index.settings, embedder=self.index.embedder).update()
+        return IndexWriter(self.index.settings, embedder=self.index.embedder,
+                           actor=actor).update()
 
     def _passages_by_path(self) -> dict[str, int]:
         """Indexed passages per corpus file, from the index folder's current manifest."""
@@ -367,10 +456,15 @@ class Library:
                 f"`{st['embedder']}` · store `{st['store']}` · last update {st['updated_at']}")
 
     def corpus_rows(self) -> list[list[str]]:
-        """Title, date, source (the site), file and passage count of every indexed article,
-        newest file last."""
-        return [[a.title or "(untitled)", a.date, a.source, a.path, str(len(a.chunks))]
-                for a in self.index.articles]
+        """Title, date, source (the site), file, passage count, and who added it when (from
+        the audit trail) of every indexed article, newest file last."""
+        added = self.audit.latest()
+        rows = []
+        for a in self.index.articles:
+            entry = added.get(a.id) if a.id in added and added[a.id]["hash"] == a.hash else None
+            rows.append([a.title or "(untitled)", a.date, a.source, a.path, str(len(a.chunks)),
+                         entry["user"] if entry else "", entry["time"] if entry else ""])
+        return rows
 
     def examples(self) -> list[str]:
         """Questions offered on an empty chat: about the titles of the latest articles."""
@@ -385,6 +479,11 @@ def _message(role: str, content: str) -> dict:
     return {"role": role, "content": content}
 
 
+def _user(request: gr.Request | None) -> str | None:
+    """The signed-in user of a request (None without sign-in)."""
+    return getattr(request, "username", None) if request is not None else None
+
+
 def build_app(library: Library):
     """The Gradio Blocks page. Per-session state: the visible chat, the plain-text history the
     pipeline reads for follow-ups, and the sources of every answer so far."""
@@ -393,7 +492,9 @@ def build_app(library: Library):
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     generators = library.generators()
 
-    def chat(message, shown, history, sources, k, generator):
+    turns = library.settings.history_turns
+
+    def chat(message, shown, history, sources, k, generator, request: gr.Request):
         question = (message or "").strip()
         if not question:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
@@ -404,14 +505,16 @@ def build_app(library: Library):
         yield "", shown + [_message("assistant", "…")], history, sources, "".join(sources)
         answer, partial = None, ""
         try:
-            for piece in library.stream(question, history, k=k, generator=generator):
+            for piece in library.stream(question, history, k=k, generator=generator,
+                                        user=_user(request)):
                 if isinstance(piece, Answer):
                     answer = piece
                 else:
                     partial += piece
                     yield (gr.skip(), shown + [_message("assistant", md_text(partial))],
                            gr.skip(), gr.skip(), gr.skip())
-            turn = len(history) // 2 + 1
+            # numbered on, past the turns the history cap let go (the sources' anchors)
+            turn = history[-1].get("turn", len(history) // 2) + 1 if history else 1
             reply, cited = render_answer(answer, turn), render_sources(answer, turn)
         except RagError as e:
             yield "", shown + [_message("assistant", render_error(str(e)))], history, sources, \
@@ -424,8 +527,11 @@ def build_app(library: Library):
                 "".join(sources)
             return
         shown.append(_message("assistant", reply))
-        history += [_message("user", question), _message("assistant", answer.text)]
+        history += [_message("user", question),
+                    {**_message("assistant", answer.text), "turn": turn}]
         sources = [cited] + sources
+        # the server keeps the last `history_turns` turns of a chat (RAG_HISTORY_TURNS)
+        shown, history, sources = shown[-2 * turns:], history[-2 * turns:], sources[:turns]
         yield "", shown, history, sources, "".join(sources)
 
     def choose_generator(name):
@@ -441,33 +547,35 @@ def build_app(library: Library):
     def pick_example(event: gr.SelectData):
         return event.value["text"]
 
-    def upload(files):
+    def upload(files, request: gr.Request):
         if not files:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         paths = [f if isinstance(f, str) else f.name for f in files]
         try:
-            lines = library.add_files(paths)
+            lines = library.add_files(paths, user=_user(request))
         except Exception as e:
             log.exception("upload failed")
             lines = [f"✗ upload failed: {first_line(e)}"]
         status = "\n".join(f"- {md_text(line)}" for line in lines)
         return (None, status, library.corpus_summary(), library.corpus_rows())
 
-    def add_url(url):
+    def add_url(url, request: gr.Request):
         try:
-            lines = library.add_url(url)
+            lines = library.add_url(url, user=_user(request))
         except Exception as e:  # never a traceback in the page
             log.exception("adding %r failed", url)
             lines = [f"✗ adding {url} failed: {first_line(e)}"]
         status = "\n".join(f"- {md_text(line)}" for line in lines)
         return "", status, library.corpus_summary(), library.corpus_rows()
 
-    def ask_api(question: str, k: int = 0, generator: str = "") -> dict:
+    def ask_api(question: str, k: int = 0, generator: str = "",
+                request: gr.Request = None) -> dict:
         """One question, no history: the `rag ask --json` object, or {"error": message}."""
         from .pipeline import answer_json
 
         try:
-            *_, answer = library.stream(question, (), k=k or None, generator=generator or None)
+            *_, answer = library.stream(question, (), k=k or None, generator=generator or None,
+                                        user=_user(request))
             return answer_json(answer)
         except RagError as e:
             return {"error": str(e)}
@@ -475,9 +583,25 @@ def build_app(library: Library):
             log.exception("answering %r failed", question)
             return {"error": f"something went wrong ({type(e).__name__}); see the server log"}
 
+    def on_load(request: gr.Request):
+        # a page opened after `rag index` ran elsewhere shows the corpus as it is now; with
+        # sign-in, who is signed in, and the add controls for editors only (the server
+        # refuses a reader's additions whatever the page shows)
+        name = _user(request)
+        try:
+            user = library.user(name)
+        except RagError:
+            user = None
+        who = (f"Signed in as **{md_text(user.name)}** ({user.role}) · "
+               "[Sign out](logout)" if user is not None else "")
+        return (library.corpus_summary(), library.corpus_rows(), who,
+                gr.update(visible=library.may_add(name)))
+
     with gr.Blocks(title="News Q&A", analytics_enabled=False) as app:
-        gr.Markdown("## News Q&A\nAnswers come only from the articles, and every sentence "
-                    "cites the passage it came from.")
+        with gr.Row():
+            gr.Markdown("## News Q&A\nAnswers come only from the articles, and every sentence "
+                        "cites the passage it came from.")
+            who = gr.Markdown(elem_id="rag-user")
         history = gr.State([])
         sources = gr.State([])
         with gr.Row():
@@ -503,18 +627,21 @@ def build_app(library: Library):
                                     label="Generator", elem_id="rag-generator")
         with gr.Accordion("Articles", open=True):
             summary = gr.Markdown(library.corpus_summary(), elem_id="rag-corpus-summary")
-            files = gr.File(label=f"Add articles ({', '.join(SUFFIXES)}; up to "
-                            f"{_size(max_upload_bytes())} each)",
-                            file_count="multiple", file_types=list(SUFFIXES), elem_id="rag-upload")
-            status = gr.Markdown(elem_id="rag-upload-status")
-            with gr.Row():
-                url_box = gr.Textbox(label="Add from URL (an article page, or an RSS/Atom feed)",
-                                     placeholder="https://…", scale=5, elem_id="rag-add-url")
-                url_button = gr.Button("Add", scale=1, elem_id="rag-add-url-button")
-            url_status = gr.Markdown(elem_id="rag-url-status")
-            table = gr.Dataframe(library.corpus_rows(),
-                                 headers=["title", "date", "source", "file", "passages"],
-                                 datatype=["str"] * 5, interactive=False, elem_id="rag-corpus")
+            # hidden until the page knows who is signed in (shown at once without sign-in)
+            with gr.Column(visible=library.users is None, elem_id="rag-add") as adding:
+                files = gr.File(label=f"Add articles ({', '.join(SUFFIXES)}; up to "
+                                f"{_size(max_upload_bytes())} each)", file_count="multiple",
+                                file_types=list(SUFFIXES), elem_id="rag-upload")
+                status = gr.Markdown(elem_id="rag-upload-status")
+                with gr.Row():
+                    url_box = gr.Textbox(label="Add from URL (an article page, or an RSS/Atom "
+                                         "feed)", placeholder="https://…", scale=5,
+                                         elem_id="rag-add-url")
+                    url_button = gr.Button("Add", scale=1, elem_id="rag-add-url-button")
+                url_status = gr.Markdown(elem_id="rag-url-status")
+            table = gr.Dataframe(library.corpus_rows(), headers=CORPUS_COLUMNS,
+                                 datatype=["str"] * len(CORPUS_COLUMNS), interactive=False,
+                                 elem_id="rag-corpus")
 
         outputs = [box, chatbot, history, sources, panel]
         # One answer at a time across all sessions and the API: the models use every core.
@@ -529,17 +656,19 @@ def build_app(library: Library):
         url_outputs = [url_box, url_status, summary, table]
         url_button.click(add_url, url_box, url_outputs, api_name="add_url")
         url_box.submit(add_url, url_box, url_outputs, api_visibility="private")
-        # a page opened after `rag index` ran elsewhere shows the corpus as it is now
-        app.load(lambda: (library.corpus_summary(), library.corpus_rows()), None,
-                 [summary, table], api_visibility="private")
+        app.load(on_load, None, [summary, table, who, adding], api_visibility="private")
         gr.api(ask_api, api_name="ask", concurrency_id="answer")
     return app
 
 
 def launch(library: Library, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwargs):
-    """Serve the page on ``host:port``: no share link, no analytics, uploads capped."""
+    """Serve the page on ``host:port``: no share link, no analytics, uploads capped; with a
+    users file, the page and its API only after Gradio's sign-in."""
     app = build_app(library)
     app.queue(default_concurrency_limit=1)
+    if library.users is not None:
+        kwargs.setdefault("auth", library.sign_in)
+        kwargs.setdefault("auth_message", "Sign in to ask about the articles.")
     app.launch(server_name=host, server_port=port, share=False, show_error=False,
                max_file_size=4 * max_upload_bytes(), css=CSS, theme=THEME, footer_links=[],
                **kwargs)

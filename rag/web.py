@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from .audit import Actor
 from .config import Settings
 from .corpus import replace_text, safe_name, write_new
 from .errors import RagError, first_line
@@ -300,13 +301,14 @@ class Clipper:
         for path, text in self.previous.items():
             replace_text(path, text)
 
-    def index(self, embedder=None) -> tuple[IndexReport | None, dict[str, str]]:
+    def index(self, embedder=None, actor: Actor = Actor(via="url")
+              ) -> tuple[IndexReport | None, dict[str, str]]:
         """Index what this run wrote: the report, and the new files that duplicate an article
         already indexed (removed again; file -> the article they duplicate). If indexing
         fails, every file is put back as it was and the error raised."""
         if not self.changed():
             return None, {}
-        writer = IndexWriter(self.settings, embedder=embedder)
+        writer = IndexWriter(self.settings, embedder=embedder, actor=actor)
         try:
             report = writer.update()
         except Exception:
@@ -333,14 +335,15 @@ def _fetcher(settings: Settings, allow_private: bool) -> Fetcher:
 
 
 def add_urls(urls, settings: Settings | None = None, *, embedder=None,
-             allow_private: bool = False) -> AddReport:
+             allow_private: bool = False, user: str = "cli") -> AddReport:
     """Fetch each article page, save it into the corpus and index it; one result per URL.
-    Nothing already indexed is lost: if indexing fails, the corpus is put back as it was."""
+    Nothing already indexed is lost: if indexing fails, the corpus is put back as it was.
+    ``user`` is who the audit trail records."""
     settings = settings or Settings.from_env()
     with _fetcher(settings, allow_private) as fetcher:
         clipper = Clipper(settings, fetcher)
         results = [clipper.clip(url.strip()) for url in urls]
-    report, duplicates = clipper.index(embedder)
+    report, duplicates = clipper.index(embedder, Actor(user, "url"))
     return AddReport(tuple(_settled(results, duplicates)), report)
 
 
@@ -482,9 +485,9 @@ def _update_feed(feed: dict, clipper: Clipper) -> tuple[FeedResult, list[str]]:
 
 
 def update_feeds(settings: Settings | None = None, *, urls=None, embedder=None,
-                 allow_private: bool = False) -> FeedsReport:
+                 allow_private: bool = False, user: str = "cli") -> FeedsReport:
     """Fetch every recorded feed (or those in ``urls``) and add their new entries' articles;
-    one result per feed, then one index update for all."""
+    one result per feed, then one index update for all (``user`` in the audit trail)."""
     settings = settings or Settings.from_env()
     feeds = list_feeds(settings)
     if not feeds:
@@ -496,7 +499,7 @@ def update_feeds(settings: Settings | None = None, *, urls=None, embedder=None,
     with _fetcher(settings, allow_private) as fetcher:
         clipper = Clipper(settings, fetcher)
         done = [_update_feed(f, clipper) for f in chosen]
-    report, duplicates = clipper.index(embedder)
+    report, duplicates = clipper.index(embedder, Actor(user, "feed"))
     results = []
     for result, added in done:
         # a new entry whose text was indexed already (under another file) is unchanged
@@ -507,9 +510,9 @@ def update_feeds(settings: Settings | None = None, *, urls=None, embedder=None,
 
 
 def add_from_url(url: str, settings: Settings, *, embedder=None,
-                 allow_private: bool = False) -> list[str]:
+                 allow_private: bool = False, user: str = "anonymous") -> list[str]:
     """The chat's "Add from URL": an article page is added; a feed is recorded and updated.
-    One line per outcome."""
+    One line per outcome; ``user`` is who the audit trail records."""
     url = url.strip()
     with _fetcher(settings, allow_private) as fetcher:
         try:
@@ -519,12 +522,12 @@ def add_from_url(url: str, settings: Settings, *, embedder=None,
         if page.content_type in FEED_TYPES:
             added = add_feed(url, settings)
             report = update_feeds(settings, urls=[url], embedder=embedder,
-                                  allow_private=allow_private)
+                                  allow_private=allow_private, user=user)
             return ([f"✓ feed recorded: {url}" if added else f"= feed already recorded: {url}"]
                     + report.lines())
         clipper = Clipper(settings, fetcher)
         result = clipper.clip(url, page=page)
-    index, duplicates = clipper.index(embedder)
+    index, duplicates = clipper.index(embedder, Actor(user, "url"))
     return [r.line() for r in _settled([result], duplicates)]
 
 
