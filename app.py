@@ -24,6 +24,7 @@ from rag import RagError, Settings, build_index
 from rag.errors import first_line
 from rag.logs import configure_logging
 from rag.ui import DEFAULT_HOST, DEFAULT_PORT, Library, launch
+from rag.users import UsersFile
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -83,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env(corpus=args.corpus, index=args.index, generator=args.generator,
                                      users_file=args.users)
-        if not settings.users_file and host not in LOCAL_HOSTS:
+        # a missing or malformed users file stops the start, before any indexing
+        users = UsersFile(settings.users_file) if settings.users_file else None
+        if users is not None:
+            users.users()
+        if users is None and host not in LOCAL_HOSTS:
             if args.require_auth:
                 raise RagError(f"--require-auth: serving on {host} needs a users file; create "
                                "one with `rag users add NAME --role editor --users FILE`, then "
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{report.articles} articles, {report.chunks} passages ({report.added} added, "
               f"{report.updated} updated, {report.removed} removed) in {report.seconds:.1f} s",
               flush=True)
-        library = Library(settings, allow_private=args.allow_private)
+        library = Library(settings, allow_private=args.allow_private, users=users)
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
