@@ -2,6 +2,7 @@
 Prints figures and ends with one JSON line.
 
     .venv/bin/python bench/bench_ui_load.py [--sessions 20] [--seconds 60] [--url URL]
+                                            [--sign-in]
 
 Without ``--url`` it starts ``app.py`` on a free port over a copy of ``corpus/`` plus
 ``eval/newsbench/corpus`` (45 articles), and stops it afterwards. Each session is its own
@@ -10,6 +11,10 @@ questions of both sets in a different order, follow-ups included, until the time
 
 Reported: answers per second, answer latency p50/p95 as each client saw it (queueing included),
 and errors: a failed request, or a reply that shows an error message instead of an answer.
+
+``--sign-in`` runs twice in the same run, on a fresh server each time: without sign-in, then
+with a users file of one reader per session (each session signs in as its own user, and the
+default per-user limits apply), and reports both and their ratio.
 """
 
 from __future__ import annotations
@@ -44,17 +49,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
+def start_server(tmp: Path, users: Path | None = None) -> tuple[subprocess.Popen, str]:
     corpus = tmp / "corpus"
-    shutil.copytree(ROOT / "corpus", corpus)
-    for f in (ROOT / "eval/newsbench/corpus").iterdir():
-        shutil.copy(f, corpus)
+    if not corpus.exists():
+        shutil.copytree(ROOT / "corpus", corpus)
+        for f in (ROOT / "eval/newsbench/corpus").iterdir():
+            shutil.copy(f, corpus)
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--corpus", str(corpus),
-         "--index", str(tmp / "index")],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"))
+         "--index", str(tmp / "index")] + (["--users", str(users)] if users else []),
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "a"))
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -70,10 +76,10 @@ def start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
 
 
 def session(url: str, seed: int, questions: list[tuple[str, list]], stop_at: float,
-            results: list, errors: list) -> None:
+            results: list, errors: list, auth: tuple[str, str] | None = None) -> None:
     from gradio_client import Client
 
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, auth=auth)
     order = questions[:]
     random.Random(seed).shuffle(order)
     i = 0
@@ -101,48 +107,41 @@ def session(url: str, seed: int, questions: list[tuple[str, list]], stop_at: flo
                 break
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=20)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--url", help="an already running chat server")
-    args = parser.parse_args()
+def make_users(path: Path, n: int) -> list[tuple[str, str]]:
+    """A users file of ``n`` readers; their names and passwords."""
+    from rag.users import UsersFile
 
-    questions = [(item.question, list(item.history)) for g in GOLD for item in load_gold(g)]
-    tmp = Path(tempfile.mkdtemp(prefix="bench-ui-"))
-    proc = None
-    try:
-        if args.url:
-            url = args.url
-        else:
-            t = time.perf_counter()
-            proc, url = start_server(tmp)
-            print(f"server up at {url} in {time.perf_counter() - t:.1f} s")
-        from gradio_client import Client
+    users = UsersFile(path)
+    logins = [(f"reader{i}", f"password-of-reader{i}") for i in range(n)]
+    for name, password in logins:
+        users.add(name, "reader", password)
+    return logins
 
-        Client(url, verbose=False).predict(questions[0][0], [], 5, "extractive",
-                                           api_name="/chat")  # warm the models
-        results: list[float] = []
-        errors: list[str] = []
-        stop_at = time.time() + args.seconds
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=session,
-                                    args=(url, i, questions, stop_at, results, errors))
-                   for i in range(args.sessions)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        elapsed = time.perf_counter() - t0
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
-        shutil.rmtree(tmp, ignore_errors=True)
 
+def run(url: str, sessions: int, seconds: float, questions, logins=None) -> dict:
+    """``sessions`` concurrent sessions for ``seconds`` against ``url``: the figures."""
+    from gradio_client import Client
+
+    first = logins[0] if logins else None
+    Client(url, verbose=False, auth=first).predict(questions[0][0], [], 5, "extractive",
+                                                   api_name="/chat")  # warm the models
+    results: list[float] = []
+    errors: list[str] = []
+    stop_at = time.time() + seconds
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=session,
+                                args=(url, i, questions, stop_at, results, errors,
+                                      logins[i] if logins else None))
+               for i in range(sessions)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - t0
     lat = np.array(results) * 1000
     out = {
-        "sessions": args.sessions,
+        "sessions": sessions,
+        "sign_in": bool(logins),
         "seconds": round(elapsed, 1),
         "answers": len(results),
         "answers_per_s": round(len(results) / elapsed, 2),
@@ -151,13 +150,51 @@ def main() -> int:
         "errors": len(errors),
         "cpu_count": os.cpu_count(),
     }
-    print(f"{out['sessions']} sessions for {out['seconds']} s: {out['answers']} answers, "
-          f"{out['answers_per_s']} answers/s, latency p50 {out['p50_ms']} ms, "
-          f"p95 {out['p95_ms']} ms, errors {out['errors']}")
+    print(f"{out['sessions']} sessions{' signed in' if logins else ''} for {out['seconds']} s: "
+          f"{out['answers']} answers, {out['answers_per_s']} answers/s, latency p50 "
+          f"{out['p50_ms']} ms, p95 {out['p95_ms']} ms, errors {out['errors']}", flush=True)
     for e in errors[:10]:
         print("error:", e)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--url", help="an already running chat server")
+    parser.add_argument("--sign-in", action="store_true",
+                        help="also run with sign-in (one user per session) and compare")
+    args = parser.parse_args()
+
+    questions = [(item.question, list(item.history)) for g in GOLD for item in load_gold(g)]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ui-"))
+    runs = []
+    try:
+        if args.url:
+            runs.append(run(args.url, args.sessions, args.seconds, questions))
+        else:
+            for signed in (False, True) if args.sign_in else (False,):
+                logins = make_users(tmp / "users.txt", args.sessions) if signed else None
+                t = time.perf_counter()
+                proc, url = start_server(tmp, tmp / "users.txt" if signed else None)
+                print(f"server up at {url} in {time.perf_counter() - t:.1f} s"
+                      f"{' (sign-in)' if signed else ''}", flush=True)
+                try:
+                    runs.append(run(url, args.sessions, args.seconds, questions, logins))
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    out = dict(runs[0])
+    if len(runs) == 2:
+        out["sign_in_run"] = runs[1]
+        out["sign_in_ratio"] = round(runs[1]["answers_per_s"] / runs[0]["answers_per_s"], 3)
+        print(f"with sign-in / without: {out['sign_in_ratio']} × the answers/s")
     print(json.dumps(out))
-    return 1 if errors else 0
+    return 1 if any(r["errors"] for r in runs) else 0
 
 
 if __name__ == "__main__":
