@@ -34,7 +34,7 @@ def server(real_embedder, tmp_path_factory):
     users.add(*READER[:1], "reader", READER[1])
     users.add(*OTHER[:1], "reader", OTHER[1])
     settings = Settings(corpus=corpus, index=tmp_path_factory.mktemp("shared-index"),
-                        embed_backend="torch", users_file=str(users.path))
+                        embed_backend="torch", users_file=str(users.path), history_turns=3)
     build_index(settings, embedder=real_embedder)
     library = Library(settings, embedder=real_embedder)
     port = free_port()
@@ -107,6 +107,20 @@ def test_the_31st_question_within_a_minute_is_refused_for_that_user_only(server)
     _, shown, _ = asker.predict(ALIBABA, [], 1, "extractive", api_name="/chat")
     assert "slow down" in shown[-1]["content"][0]["text"]
     assert "$600 million" in other.predict(ALIBABA, 1, "extractive", api_name="/ask")["answer"]
+
+
+def test_the_server_keeps_the_last_turns_of_a_chat_and_numbers_on(server):
+    url, *_ = server
+    chat = client(url, auth=EDITOR)
+    shown: list = []
+    for _ in range(4):
+        _, shown, panel = chat.predict(ALIBABA, shown, 1, "extractive", api_name="/chat")
+    # history_turns=3: the server's state keeps 3 turns, the sources panel too; the 4th
+    # answer's links still point at its own sources
+    assert len(shown) == 6
+    assert 'href="#rag-src-4-1"' in shown[-1]["content"][0]["text"]
+    assert panel.count('class="rag-turn"') == 3 and 'id="rag-src-4-1"' in panel
+    assert 'id="rag-src-1-1"' not in panel
 
 
 # -- the page -----------------------------------------------------------------------------------
