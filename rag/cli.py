@@ -61,7 +61,8 @@ def cmd_search(args) -> int:
     from .retrieve import Index
 
     settings = Settings.from_env(index=args.index, k=args.k)
-    hits = Index(settings.index, settings).search(args.question, settings.k)
+    hits = Index(settings.index, settings).search(args.question, settings.k,
+                                                  since=args.since, until=args.until)
     if args.json:
         print(json.dumps([hit_json(h) for h in hits], ensure_ascii=False))
         return 0
@@ -98,6 +99,7 @@ def read_questions(path: str) -> list[str]:
 
 
 def cmd_ask(args) -> int:
+    from .dates import date_range
     from .pipeline import Pipeline, answer_json
     from .retrieve import Index
 
@@ -105,20 +107,23 @@ def cmd_ask(args) -> int:
         raise RagError('give a question, or --questions FILE (not both)')
     settings = Settings.from_env(index=args.index, k=args.k, generator=args.generator,
                                  llm_url=args.llm_url)
+    dates = {"since": args.since, "until": args.until}
+    date_range(**dates)  # a malformed date is one error, before any question
     pipeline = Pipeline(Index(settings.index, settings), settings.generator, k=settings.k)
     if args.questions:
         # Models load once for the whole batch; a bad question is reported in its own line.
         for q in read_questions(args.questions):
             try:
-                print(json.dumps(answer_json(pipeline.ask(q)), ensure_ascii=False), flush=True)
+                print(json.dumps(answer_json(pipeline.ask(q, **dates)), ensure_ascii=False),
+                      flush=True)
             except RagError as e:
                 print(json.dumps({"question": q, "error": str(e)}, ensure_ascii=False), flush=True)
         return 0
     if args.json:
-        print(json.dumps(answer_json(pipeline.ask(args.question)), ensure_ascii=False))
+        print(json.dumps(answer_json(pipeline.ask(args.question, **dates)), ensure_ascii=False))
         return 0
     answer = None
-    for piece in pipeline.stream(args.question):
+    for piece in pipeline.stream(args.question, **dates):
         if isinstance(piece, str):
             if pipeline.generator_name != "extractive":
                 print(piece, end="", flush=True, file=sys.stderr)
@@ -371,7 +376,8 @@ def parser() -> argparse.ArgumentParser:
     ix.add_argument("--embed-backend", choices=EMBED_BACKENDS,
                     help="embedding backend (default onnx-int8, or RAG_EMBED_BACKEND)")
     ix.add_argument("--store", choices=STORE_KINDS,
-                    help="vector store: flat is exact (default), hnsw/ivf approximate")
+                    help="vector store: auto (default) is exact for small corpora and IVF for "
+                    "large ones; flat is always exact, hnsw/ivf approximate")
     ix.set_defaults(func=cmd_index)
 
     se = sub.add_parser("search", help="show the passages retrieved for a question")
@@ -379,6 +385,7 @@ def parser() -> argparse.ArgumentParser:
     se.add_argument("--index", help="index folder (default index/, or RAG_INDEX)")
     se.add_argument("--k", type=int, help="number of passages (default 5, or RAG_K)")
     se.add_argument("--json", action="store_true", help="print JSON")
+    date_options(se)
     se.set_defaults(func=cmd_search)
 
     ak = sub.add_parser("ask", help="answer a question with checked citations")
@@ -392,6 +399,7 @@ def parser() -> argparse.ArgumentParser:
     ak.add_argument("--llm-url", metavar="URL", help="the model server of openai:MODEL, e.g. "
                     "http://127.0.0.1:11434/v1 (or RAG_LLM_URL)")
     ak.add_argument("--json", action="store_true", help="print JSON")
+    date_options(ak)
     ak.set_defaults(func=cmd_ask)
 
     ev = sub.add_parser(
@@ -483,6 +491,14 @@ def parser() -> argparse.ArgumentParser:
     au.add_argument("--json", action="store_true", help="print JSON lines")
     au.set_defaults(func=cmd_audit)
     return p
+
+
+def date_options(sp) -> None:
+    """--since / --until: only articles dated within them (inclusive; undated ones left out)."""
+    sp.add_argument("--since", metavar="DATE", help="only articles dated on or after DATE "
+                    "(YYYY-MM-DD, YYYY-MM or YYYY)")
+    sp.add_argument("--until", metavar="DATE", help="only articles dated on or before DATE "
+                    "(YYYY-MM-DD, YYYY-MM or YYYY)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,10 @@ from .errors import RagError
 BUNDLED_EMBEDDER = "bundled:all-MiniLM-L6-v2"
 
 EMBED_BACKENDS = ("onnx-int8", "torch")
-STORE_KINDS = ("flat", "hnsw", "ivf")
+STORE_KINDS = ("auto", "flat", "hnsw", "ivf")  # auto: flat when small, ivf when large
+#: ``auto`` builds an IVF index from this many chunks on, exact search below it (measured by
+#: bench/bench_index.py; see rag/store.py).
+AUTO_IVF_MIN = 20_000
 
 
 def cache_dir() -> Path:
@@ -36,7 +39,8 @@ class Settings:
     embed_backend: str = "onnx-int8"
     chunk_tokens: int = 200
     chunk_overlap: int = 40
-    store: str = "flat"
+    store: str = "auto"
+    store_ivf_min: int = AUTO_IVF_MIN  # chunks from which ``auto`` uses IVF
     k: int = 5
     generator: str = "extractive"
     batch_size: int = 64
@@ -89,6 +93,8 @@ class Settings:
             raise RagError(
                 f"unknown vector store {self.store!r}; choose one of: {', '.join(STORE_KINDS)}"
             )
+        if self.store_ivf_min < 1:
+            raise RagError(f"store_ivf_min must be at least 1, got {self.store_ivf_min}")
         if self.k < 1:
             raise RagError(f"k must be at least 1, got {self.k}")
         if not 16 <= self.chunk_tokens:

@@ -4,7 +4,8 @@ Layout of an index folder (``G`` is the generation, bumped by each update that c
 
     manifest.json         format version, embedder, dimension, chunker settings, store kind,
                           generation, and each article's content hash; written last, atomically
-    vectors-G.npz         chunk vectors under int64 ids (plus vectors-G.faiss for hnsw/ivf)
+    vectors-G.npz         chunk vectors under int64 ids (plus vectors-G.faiss for hnsw/ivf;
+                          the manifest's "store" says which, "store_setting" what chose it)
     articles-G.jsonl      one line per article: metadata, text and its chunks' offsets and ids
     bm25-G/               the BM25 index over the chunk texts (bm25s)
 
@@ -158,6 +159,11 @@ def check_compatible(manifest: dict, settings: Settings, embedder_id: str, folde
         "store": settings.store,
     }
     have = {k: manifest.get(k) for k in want}
+    # "store" is the index a generation holds, "store_setting" what chose it (auto picks flat or
+    # ivf by size); an index from before auto existed was built with the default, flat
+    have["store"] = manifest.get("store_setting", have["store"])
+    if settings.store == "auto" and "store_setting" not in manifest and have["store"] == "flat":
+        have["store"] = "auto"
     have["chunker"] = {k: (manifest.get("chunker") or {}).get(k) for k in want["chunker"]}
     for key, value in want.items():
         if have[key] != value:
@@ -263,7 +269,8 @@ def open_generation(folder: Path, manifest: dict) -> Generation:
     folder = Path(folder)
     files = manifest["files"]
     records = read_records(folder, manifest)
-    store = FaissStore.load(folder, files["vectors"], manifest["dimension"], manifest["store"])
+    store = FaissStore.load(folder, files["vectors"], manifest["dimension"], manifest["store"],
+                            setting=manifest.get("store_setting"))
     vids = [vid for rec in records.values() for *_, vid in rec.chunks]
     if len(vids) != len(store) or not np.array_equal(np.sort(store.ids), np.sort(vids)):
         raise IndexDamagedError(folder / f"{files['vectors']}.npz", f"{len(store)} vectors for "
@@ -384,8 +391,10 @@ class IndexWriter:
                 manifest = None
         if manifest is not None:
             records, store = current.records, current.store
+            store.kind = self.settings.store  # the same, or auto taking over a legacy flat
         else:
             records, store = {}, FaissStore(emb.dim, self.settings.store)
+        store.auto_ivf_min = self.settings.store_ivf_min
 
         now = _CorpusScan(corpus, (manifest or {}).get("sources", {}), records)
         if not now.order:
@@ -478,7 +487,8 @@ class IndexWriter:
             "embedder": emb.id,
             "dimension": emb.dim,
             "chunker": chunker,
-            "store": self.settings.store,
+            "store": store.index_kind,  # the index this generation holds
+            "store_setting": self.settings.store,
             "files": files,
             "next_vector_id": next_vid,
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

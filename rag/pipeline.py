@@ -124,23 +124,26 @@ class Pipeline:
 
     # -- answering -----------------------------------------------------------------------
 
-    def ask(self, question: str, history: Sequence[dict] = (), k: int | None = None) -> Answer:
+    def ask(self, question: str, history: Sequence[dict] = (), k: int | None = None, *,
+            since: str | None = None, until: str | None = None) -> Answer:
         """A checked answer to ``question`` (``history``: earlier ``{"role", "content"}`` turns;
-        ``k``: passages to retrieve, default the pipeline's)."""
+        ``k``: passages to retrieve, default the pipeline's; ``since`` / ``until``: only
+        articles dated within them, as in :meth:`rag.retrieve.Index.search`)."""
         answer = None
-        for piece in self.stream(question, history, k=k):
+        for piece in self.stream(question, history, k=k, since=since, until=until):
             if isinstance(piece, Answer):
                 answer = piece
         return answer
 
-    def stream(self, question: str, history: Sequence[dict] = (),
-               k: int | None = None) -> Iterator[str | Answer]:
+    def stream(self, question: str, history: Sequence[dict] = (), k: int | None = None, *,
+               since: str | None = None, until: str | None = None) -> Iterator[str | Answer]:
         """Text pieces as the generator writes them, then the final verified :class:`Answer`.
 
-        The reader reads at least ``READ_HITS`` passages; ``k`` more when it is larger."""
+        The reader reads at least ``READ_HITS`` passages; ``k`` more when it is larger. With
+        ``since`` / ``until`` only articles dated within them are searched."""
         t0 = time.perf_counter()
         q = self.index.question(question, history)
-        hits = self.index.search(q, max(k or self.k, READ_HITS))
+        hits = self.index.search(q, max(k or self.k, READ_HITS), since=since, until=until)
         t1 = time.perf_counter()
         timings = {"retrieve_ms": (t1 - t0) * 1000}
 
@@ -399,7 +402,7 @@ _PIPELINES_LOCK = threading.Lock()
 
 
 def ask(question: str, history: Sequence[dict] = (), *, index=None, generator: str | None = None,
-        k: int | None = None) -> Answer:
+        k: int | None = None, since: str | None = None, until: str | None = None) -> Answer:
     """Answer ``question`` from the index (default ``index/`` or ``RAG_INDEX``) with checked
     citations. Models load on the first call and are reused by later ones.
 
@@ -422,7 +425,7 @@ def ask(question: str, history: Sequence[dict] = (), *, index=None, generator: s
         while len(_PIPELINES) > MAX_PIPELINES:
             _PIPELINES.popitem(last=False)
     pipeline.index.reload()
-    return pipeline.ask(question, history)
+    return pipeline.ask(question, history, since=since, until=until)
 
 
 def answer_json(answer: Answer) -> dict:

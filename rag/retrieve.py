@@ -9,6 +9,7 @@ fused score.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 from dataclasses import replace
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Settings
+from .dates import NO_DAY, date_range, day_of
 from .errors import IndexDamagedError, IndexMismatchError, IndexNotFoundError
 from .index import (
     FORMAT_VERSION,
@@ -98,7 +100,8 @@ class Index:
                 f"with {self.settings.embedder!r}"
             )
         # Queries are embedded the way the passages were, and searched with the index's store.
-        settings = replace(self.settings, embed_backend=backend, store=manifest["store"])
+        settings = replace(self.settings, embed_backend=backend,
+                           store=manifest.get("store_setting", manifest["store"]))
         try:
             generation = open_generation(self.folder, manifest)
         except IndexDamagedError:
@@ -121,6 +124,16 @@ class Index:
                 chunk_article.append((ai, ordinal))
                 chunk_span.append((s, e))
                 chunk_vid.append(vid)
+        # Rows (chunks in article order) and store positions as arrays, so that a search maps
+        # and filters its candidates with a few array operations.
+        vids = np.array(chunk_vid, np.int64)
+        rows_by_vid = np.argsort(vids, kind="stable")
+        vids_sorted = vids[rows_by_vid]
+        row_of_pos = rows_by_vid[np.searchsorted(vids_sorted, store.ids)]
+        pos_of_row = np.empty(len(vids), np.int64)
+        pos_of_row[row_of_pos] = np.arange(len(row_of_pos))
+        row_article = np.array([ai for ai, _ in chunk_article], np.int64)
+        article_day = np.array([day_of(rec.date) for rec in articles] or [NO_DAY], np.int64)
         with self._lock:
             if self._embedder is not None and self._embedder.id != manifest["embedder"]:
                 self._embedder = None  # queries must be embedded exactly like the passages
@@ -131,9 +144,10 @@ class Index:
             self.bm25 = generation.bm25
             self._chunk_article = chunk_article
             self._chunk_span = chunk_span
-            self._vids = np.array(chunk_vid, np.int64)
-            self._row_of_vid = {int(v): i for i, v in enumerate(chunk_vid)}
-            self._store_pos = {int(v): i for i, v in enumerate(store.ids)}
+            self._vids_sorted, self._rows_by_vid = vids_sorted, rows_by_vid
+            self._row_of_pos, self._pos_of_row = row_of_pos, pos_of_row
+            self._row_article = row_article
+            self._row_day = article_day[row_article]  # the article's day number, per row
             self._by_id = {rec.id: rec for rec in articles}
             self.generation = manifest.get("generation")
 
@@ -152,13 +166,19 @@ class Index:
         return analyze(text, history, self.embedder, self._stemmer)
 
     def search(self, question: str | Question, k: int | None = None, *, hybrid: bool = True,
-               news: bool = True) -> tuple[Hit, ...]:
+               news: bool = True, since: str | None = None,
+               until: str | None = None) -> tuple[Hit, ...]:
         """The ``k`` best passages for ``question`` (a text, or a :class:`Question` already
         analysed), best first.
 
-        ``hybrid=False`` uses the dense retriever alone; ``news=False`` turns off the
-        news-aware boost (both for measuring what they add).
+        ``since`` / ``until`` keep passages of articles dated within them, both inclusive
+        (``YYYY-MM-DD``; a bare ``YYYY`` or ``YYYY-MM`` covers the whole year or month);
+        articles without a date are left out when either is given. The filter applies to
+        every candidate before the ``k`` best are chosen. ``hybrid=False`` uses the dense
+        retriever alone; ``news=False`` turns off the news-aware boost (both for measuring
+        what they add).
         """
+        days = date_range(since, until)  # a malformed date fails before any work
         if not isinstance(question, Question):
             question = self.question(question)
         k = k or self.settings.k
@@ -167,45 +187,88 @@ class Index:
             if qv is None:
                 qv = self.embedder.embed_query(question.retrieval_text)
             n = max(CANDIDATES, 4 * k)
-            fused: dict[int, float] = {}
-            dense_scores, dense_ids = self.store.search(qv, n)
-            for rank, vid in enumerate(dense_ids, 1):
-                fused[int(vid)] = 1.0 / (RRF_K + rank)
-            bm25_score: dict[int, float] = {}
-            if hybrid and self.bm25 is not None and question.bm25_tokens:
-                n_docs = len(self._vids)
-                docs, scores = self.bm25.retrieve([list(question.bm25_tokens)],
-                                                  k=min(n, n_docs), show_progress=False,
-                                                  n_threads=0)
-                rank = 0
-                for doc, score in zip(docs[0], scores[0]):
-                    if score <= 0:
-                        break
-                    rank += 1
-                    vid = int(self._vids[doc])
-                    bm25_score[vid] = float(score)
-                    fused[vid] = fused.get(vid, 0.0) + 1.0 / (RRF_K + rank)
-            boost: dict[int, float] = {}
-            found = compile_anchors(question.anchors) if news else ()
-            if found:
-                for vid in fused:
-                    row = self._row_of_vid[vid]
-                    rec = self.articles[self._chunk_article[row][0]]
-                    s, e = self._chunk_span[row]
-                    match = anchor_match(found, rec.text[s:e], f"{rec.title}\n{rec.date}")
-                    boost[vid] = NEWS_WEIGHT * match
-                    fused[vid] += boost[vid]
-            best = sorted(fused, key=lambda v: -fused[v])[:k]
+            row_ok = None
+            if days is not None:
+                row_ok = (self._row_day >= days[0]) & (self._row_day <= days[1])
+                if not row_ok.any():
+                    return ()
+            # Each retriever ranks its n best rows; the fused order is by RRF score, ties in
+            # the order the rows were first seen (dense ranks, then BM25 ranks).
+            dense_rows = self._dense_rows(qv, n, row_ok)
+            bm25_rows, bm25_scores = self._bm25_rows(question, n, row_ok) if hybrid \
+                else (np.zeros(0, np.int64), np.zeros(0, np.float32))
+            seen = np.concatenate([dense_rows, bm25_rows])
+            shares = np.concatenate([1.0 / (RRF_K + np.arange(1, len(dense_rows) + 1)),
+                                     1.0 / (RRF_K + np.arange(1, len(bm25_rows) + 1))])
+            rows, first, where = np.unique(seen, return_index=True, return_inverse=True)
+            fused = np.zeros(len(rows))
+            np.add.at(fused, where, shares)
+            order = np.lexsort((first, -fused))
+            boost = self._boosts(question, rows, fused, order, k) if news \
+                else np.zeros(len(rows))
+            fused = fused + boost
+            best = np.lexsort((first, -fused))[:k]
+            bm25_of = dict(zip(bm25_rows.tolist(), bm25_scores.tolist()))
             hits = []
-            for rank, vid in enumerate(best, 1):
-                row = self._row_of_vid[vid]
-                chunk = self.chunk(row)
-                rec = self.articles[self._chunk_article[row][0]]
-                dense = float(self.store.vectors[self._store_pos[vid]] @ qv)
-                hits.append(Hit(chunk=chunk, article=rec.metadata(), score=fused[vid],
-                                dense=dense, bm25=bm25_score.get(vid), boost=boost.get(vid, 0.0),
-                                rank=rank))
+            for rank, i in enumerate(best.tolist(), 1):
+                row = int(rows[i])
+                rec = self.articles[self._row_article[row]]
+                hits.append(Hit(chunk=self.chunk(row), article=rec.metadata(),
+                                score=float(fused[i]), dense=self._dense_score(row, qv),
+                                bm25=bm25_of.get(row), boost=float(boost[i]), rank=rank))
             return tuple(hits)
+
+    def _dense_rows(self, qv: np.ndarray, n: int, row_ok: np.ndarray | None) -> np.ndarray:
+        """The rows of the ``n`` passages nearest to the query vector, best first."""
+        allowed = None if row_ok is None else row_ok[self._row_of_pos]
+        _, ids = self.store.search(qv, n, allowed)
+        return self._rows_by_vid[np.searchsorted(self._vids_sorted, ids)]
+
+    def _bm25_rows(self, question: Question, n: int,
+                   row_ok: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The rows and scores of the (up to) ``n`` best BM25 passages with a score above 0,
+        best first; the same selection as ``bm25s.BM25.retrieve``, without its per-call
+        overhead."""
+        if self.bm25 is None or not question.bm25_tokens:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        scores = self.bm25.get_scores(list(question.bm25_tokens))
+        if row_ok is not None:
+            scores = np.where(row_ok, scores, 0).astype(scores.dtype, copy=False)
+        m = min(n, len(scores))
+        part = np.argpartition(scores, -m)[-m:]
+        rows = part[np.flip(np.argsort(scores[part]))]
+        top = scores[rows]
+        cut = int(np.count_nonzero(top > 0))  # best first: the positive scores lead
+        return rows[:cut].astype(np.int64), top[:cut]
+
+    def _boosts(self, question: Question, rows: np.ndarray, fused: np.ndarray,
+                order: np.ndarray, k: int) -> np.ndarray:
+        """The news-aware boost of each fused candidate (``order``: best fused first).
+
+        Only candidates that could still reach the top ``k`` are matched: the boost is at most
+        :data:`NEWS_WEIGHT`, so once the ``k``-th best boosted score beats a candidate's
+        fused score plus that, it beats every later one too."""
+        boost = np.zeros(len(rows))
+        found = compile_anchors(question.anchors)
+        if not found:
+            return boost
+        best: list[float] = []  # a min-heap of the k best boosted scores so far
+        for i in order.tolist():
+            if len(best) == k and fused[i] + NEWS_WEIGHT < best[0]:
+                break
+            row = int(rows[i])
+            rec = self.articles[self._row_article[row]]
+            s, e = self._chunk_span[row]
+            boost[i] = NEWS_WEIGHT * anchor_match(found, rec.text[s:e], f"{rec.title}\n{rec.date}")
+            score = fused[i] + boost[i]
+            if len(best) < k:
+                heapq.heappush(best, score)
+            elif score > best[0]:
+                heapq.heapreplace(best, score)
+        return boost
+
+    def _dense_score(self, row: int, qv: np.ndarray) -> float:
+        return float(self.store.vectors[self._pos_of_row[row]] @ qv)
 
     def article_text(self, article_id: str) -> str:
         """The whole text of an indexed article ("" when there is none by that id)."""

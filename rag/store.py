@@ -1,26 +1,39 @@
 """Vector stores: add, remove, search, save, load. FAISS is the embedded default.
 
 ``flat`` is exact inner-product search. ``hnsw`` and ``ivf`` are approximate, for large
-corpora; ``bench/bench_index.py`` measures their recall against ``flat``.
+corpora. ``auto`` (the default) is ``flat`` below :data:`rag.config.AUTO_IVF_MIN` vectors and
+``ivf`` from there on, tuned for recall@10 of at least 0.99 against exact search;
+``bench/bench_index.py`` measures the crossover, the recall and the latency.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from .config import AUTO_IVF_MIN
 from .errors import IndexDamagedError, first_line
 
 #: Searches run one query at a time; FAISS's own OpenMP pool would only compete with the
 #: embedder's threads on a small machine (a pool still spinning after a search slows the next
 #: query encode: p50 10 -> 15 ms at 20k vectors), so FAISS gets one thread.
 FAISS_THREADS = 1
-#: IVF probes at least this many lists (all of them in a small store): probing nlist // 16
-#: alone meant 1 of 25 lists at 1,000 vectors, recall@10 about 0.2.
+#: What the ``store`` setting may name.
+KINDS = ("auto", "flat", "hnsw", "ivf")
+#: IVF lists: about ``IVF_LISTS_PER_ROOT * sqrt(n)`` of them (at least ~39 training points a
+#: list, as FAISS wants), probing ``IVF_PROBE_SHARE`` of them and at least ``IVF_MIN_NPROBE``
+#: (all of them in a small store: probing nlist // 16 alone meant 1 of 25 lists at 1,000
+#: vectors, recall@10 about 0.2).
+IVF_LISTS_PER_ROOT = 1.0
+IVF_PROBE_SHARE = 0.1
 IVF_MIN_NPROBE = 32
+#: A filtered search scores the allowed vectors one by one when there are at most this many
+#: (exact, and cheaper than a FAISS pass that skips the others).
+FILTER_EXACT_MAX = 4096
 
 
 class VectorStore(Protocol):
@@ -30,8 +43,10 @@ class VectorStore(Protocol):
 
     def remove(self, ids: np.ndarray) -> None: ...
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and ids of the ``k`` nearest vectors (fewer if the store holds fewer)."""
+    def search(self, query: np.ndarray, k: int,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and ids of the ``k`` nearest vectors (fewer if the store holds fewer);
+        ``allowed``, a boolean mask over the store's ids, limits the search to those."""
         ...
 
     def save(self, folder: Path, name: str) -> None: ...
@@ -39,8 +54,15 @@ class VectorStore(Protocol):
     def __len__(self) -> int: ...
 
 
-def _nprobe(nlist: int) -> int:
-    return max(1, min(nlist, max(IVF_MIN_NPROBE, nlist // 16)))
+def ivf_lists(n: int) -> int:
+    """The number of IVF lists for ``n`` vectors."""
+    nlist = max(1, int(IVF_LISTS_PER_ROOT * math.sqrt(n)))
+    return min(nlist, max(1, n // 39))  # FAISS wants ~39 training points a list
+
+
+def ivf_probes(nlist: int) -> int:
+    """How many of ``nlist`` IVF lists a search visits."""
+    return max(1, min(nlist, max(IVF_MIN_NPROBE, math.ceil(nlist * IVF_PROBE_SHARE))))
 
 
 def _faiss():
@@ -50,49 +72,73 @@ def _faiss():
     return faiss
 
 
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest ``scores``, highest first (ties: lower position first)."""
+    if k < len(scores):
+        part = np.argpartition(-scores, k - 1)[:k]
+        return part[np.lexsort((part, -scores[part]))]
+    return np.lexsort((np.arange(len(scores)), -scores))
+
+
 class FaissStore:
     """Ids and vectors kept as arrays (the record), with a FAISS index over them for search.
 
-    ``flat`` rebuilds its index from the arrays on load and on removal (a copy). HNSW cannot
-    delete in place, so removal rebuilds its graph; IVF retrains its coarse quantizer when the
-    store has grown fourfold since training, or on removal.
+    ``kind`` is what was asked for; :attr:`index_kind` what the FAISS index is (``auto``
+    picks ``flat`` or ``ivf`` by size whenever the index is built). ``flat`` rebuilds its
+    index from the arrays on load and on removal (a copy). HNSW cannot delete in place, so
+    removal rebuilds its graph; IVF retrains its coarse quantizer (and picks its number of
+    lists again) when the store has doubled since training, or on removal; ``auto`` also
+    rebuilds when it crosses ``auto_ivf_min``.
     """
 
-    def __init__(self, dim: int, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 96):
-        if kind not in ("flat", "hnsw", "ivf"):
+    def __init__(self, dim: int, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 96,
+                 auto_ivf_min: int = AUTO_IVF_MIN):
+        if kind not in KINDS:
             raise ValueError(f"unknown store kind {kind!r}")
         self.dim = dim
         self.kind = kind
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
+        self.auto_ivf_min = auto_ivf_min
         self.ids = np.zeros(0, np.int64)
         self.vectors = np.zeros((0, dim), np.float32)
         self.index = None
+        self.index_kind = self._kind_for(0)
         self._trained_on = 0
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def _kind_for(self, n: int) -> str:
+        if self.kind != "auto":
+            return self.kind
+        return "ivf" if n >= self.auto_ivf_min else "flat"
+
     def _build(self) -> None:
         faiss = _faiss()
         n = len(self.ids)
-        if self.kind == "flat":
+        kind = self._kind_for(n)
+        if kind == "flat":
             index = faiss.IndexFlatIP(self.dim)
-        elif self.kind == "hnsw":
+        elif kind == "hnsw":
             index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efSearch = self.ef_search
         else:
-            nlist = max(1, int(4 * np.sqrt(n)))
-            nlist = min(nlist, max(1, n // 39))  # FAISS wants ~39 training points a list
+            nlist = ivf_lists(n)
             index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist,
                                        faiss.METRIC_INNER_PRODUCT)
             if n:
                 index.train(self.vectors)
-            index.nprobe = _nprobe(nlist)
+            index.nprobe = ivf_probes(nlist)
             self._trained_on = n
         if n:
             index.add(self.vectors)
-        self.index = index
+        self.index, self.index_kind = index, kind
+
+    def _needs_build(self) -> bool:
+        if self.index is None or self._kind_for(len(self)) != self.index_kind:
+            return True
+        return self.index_kind == "ivf" and len(self) > 2 * self._trained_on
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if not len(ids):
@@ -100,7 +146,7 @@ class FaissStore:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         self.ids = np.concatenate([self.ids, np.asarray(ids, np.int64)])
         self.vectors = np.concatenate([self.vectors, vectors])
-        if self.index is None or (self.kind == "ivf" and len(self) > 4 * self._trained_on):
+        if self._needs_build():
             self._build()
         else:
             self.index.add(vectors)
@@ -113,23 +159,56 @@ class FaissStore:
         self.vectors = np.ascontiguousarray(self.vectors[keep])
         self._build()
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: np.ndarray, k: int,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and ids of the ``k`` nearest vectors, best first. ``allowed`` (a boolean
+        mask over :attr:`ids`) limits the search to those vectors before the ``k`` best are
+        taken; a filter that leaves few is searched exactly."""
         if not len(self):
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         if self.index is None:
             self._build()
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-        scores, pos = self.index.search(q, min(k, len(self)))
-        keep = pos[0] >= 0
-        return scores[0][keep], self.ids[pos[0][keep]]
+        if allowed is None:
+            scores, pos = self.index.search(q, min(k, len(self)))
+            keep = pos[0] >= 0
+            return scores[0][keep], self.ids[pos[0][keep]]
+        allowed = np.asarray(allowed, bool)
+        count = int(allowed.sum())
+        want = min(k, count)
+        if not want:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        if count > FILTER_EXACT_MAX:
+            faiss = _faiss()
+            bits = np.packbits(allowed, bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+            if self.index_kind == "ivf":
+                # as many allowed vectors visited as an unfiltered search visits in all
+                nprobe = math.ceil(self.index.nprobe * len(self) / count)
+                params = faiss.SearchParametersIVF(sel=selector,
+                                                   nprobe=min(self.index.nlist, nprobe))
+            elif self.index_kind == "hnsw":
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(
+                    self.ef_search, want, math.ceil(self.ef_search * len(self) / count)))
+            else:
+                params = faiss.SearchParameters(sel=selector)
+            scores, pos = self.index.search(q, want, params=params)
+            keep = pos[0] >= 0
+            if keep.sum() == want:
+                return scores[0][keep], self.ids[pos[0][keep]]
+        # few allowed (or an approximate search that found too few of them): exact
+        rows = np.flatnonzero(allowed)
+        scores = self.vectors[rows] @ q[0]
+        best = top_k(scores, want)
+        return scores[best], self.ids[rows[best]]
 
     def save(self, folder: Path, name: str) -> None:
-        """Write ``name.npz`` (and ``name.faiss`` for the approximate kinds)."""
+        """Write ``name.npz`` (and ``name.faiss`` when the index is approximate)."""
         tmp = folder / f"{name}.npz.tmp"
         with open(tmp, "wb") as f:
             np.savez(f, ids=self.ids, vectors=self.vectors)
         os.replace(tmp, folder / f"{name}.npz")
-        if self.kind != "flat":
+        if self.index_kind != "flat":
             faiss = _faiss()
             if self.index is None:
                 self._build()
@@ -137,10 +216,17 @@ class FaissStore:
             os.replace(folder / f"{name}.faiss.tmp", folder / f"{name}.faiss")
 
     @classmethod
-    def load(cls, folder: Path, name: str, dim: int, kind: str) -> FaissStore:
-        """The store saved as ``name``; :class:`IndexDamagedError` naming the file when one is
-        missing, unreadable, or holds arrays of the wrong type or shape."""
-        store = cls(dim, kind)
+    def load(cls, folder: Path, name: str, dim: int, kind: str,
+             setting: str | None = None) -> FaissStore:
+        """The store saved as ``name`` with an index of ``kind`` (``flat``, ``hnsw`` or
+        ``ivf``: what :attr:`index_kind` was); ``setting`` is the kind it keeps building
+        with (default ``kind``; ``auto`` for an index that ``auto`` chose).
+        :class:`IndexDamagedError` naming the file when one is missing, unreadable, or holds
+        arrays of the wrong type or shape."""
+        if kind not in KINDS or kind == "auto" or (setting or kind) not in KINDS:
+            raise IndexDamagedError(folder / "manifest.json",
+                                    f"unknown store kind {setting or kind!r}", folder)
+        store = cls(dim, setting or kind)
         path = folder / f"{name}.npz"
         try:
             with np.load(path) as data:
@@ -156,6 +242,7 @@ class FaissStore:
             raise IndexDamagedError(path, f"vectors of shape {vectors.shape}, not "
                                     f"({len(ids)}, {dim})", folder)
         store.ids, store.vectors = ids, vectors
+        store.index_kind = kind
         if kind != "flat":
             faiss = _faiss()
             path = folder / f"{name}.faiss"
@@ -166,6 +253,9 @@ class FaissStore:
             except Exception as e:  # noqa: BLE001
                 raise IndexDamagedError(path, f"not a readable FAISS index: {first_line(e)}",
                                         folder) from None
+            expected = faiss.IndexHNSW if kind == "hnsw" else faiss.IndexIVF
+            if not isinstance(store.index, expected):
+                raise IndexDamagedError(path, f"not a FAISS {kind} index", folder)
             if store.index.d != dim or store.index.ntotal != len(ids):
                 raise IndexDamagedError(path, f"{store.index.ntotal} vectors of dimension "
                                         f"{store.index.d}, not {len(ids)} of {dim}", folder)
@@ -173,9 +263,10 @@ class FaissStore:
                 store.index.hnsw.efSearch = store.ef_search
             else:
                 store._trained_on = len(store)
-                store.index.nprobe = _nprobe(store.index.nlist)
+                store.index.nprobe = ivf_probes(store.index.nlist)
         return store
 
     @staticmethod
     def files(name: str, kind: str) -> list[str]:
+        """The files :meth:`save` writes for an index of ``kind`` (an :attr:`index_kind`)."""
         return [f"{name}.npz"] + ([f"{name}.faiss"] if kind != "flat" else [])

@@ -161,3 +161,198 @@ def test_save_load_round_trip(tmp_path, kind, n):
 def test_unknown_kind():
     with pytest.raises(ValueError):
         FaissStore(DIM, "annoy")
+
+
+# -- auto: exact when small, IVF when large ---------------------------------------------------
+
+
+def clustered(rng, n, dim=DIM, clusters=64, spread=0.35) -> np.ndarray:
+    """Unit vectors around ``clusters`` random centres: how text embeddings bunch by topic."""
+    centres = unit(rng, clusters, dim)
+    noise = spread * rng.standard_normal((n, dim)) / np.sqrt(dim)
+    v = centres[rng.integers(clusters, size=n)] + noise
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_auto_is_flat_below_the_threshold_and_ivf_from_it():
+    rng = np.random.default_rng(21)
+    store = FaissStore(DIM, "auto", auto_ivf_min=500)
+    assert store.kind == "auto" and store.index_kind == "flat"
+    store.add(np.arange(499, dtype=np.int64), unit(rng, 499))
+    assert store.index_kind == "flat"
+    assert FaissStore.files("v", store.index_kind) == ["v.npz"]
+    store.add(np.array([499], np.int64), unit(rng, 1))
+    assert store.index_kind == "ivf"
+    assert store.index.nlist > 1 and store.index.ntotal == 500
+    store.add(np.arange(500, 3000, dtype=np.int64), unit(rng, 2500))
+    assert store.index_kind == "ivf" and store.index.ntotal == 3000
+    store.remove(np.arange(2600, dtype=np.int64))  # back under the threshold: exact again
+    assert store.index_kind == "flat" and len(store) == 400
+    q = unit(rng, 1)[0]
+    assert store.search(q, 5)[1].tolist() == brute_force(store.ids, store.vectors, q, 5)[1].tolist()
+
+
+def test_explicit_kinds_never_switch():
+    rng = np.random.default_rng(22)
+    for kind in ("flat", "hnsw", "ivf"):
+        store = FaissStore(DIM, kind, auto_ivf_min=10)
+        store.add(np.arange(300, dtype=np.int64), unit(rng, 300))
+        assert store.index_kind == kind
+
+
+def test_auto_ivf_recall_at_10_against_brute_force_on_clustered_vectors():
+    rng = np.random.default_rng(23)
+    n = 30_000
+    vectors = clustered(rng, n)
+    ids = rng.choice(10**9, size=n, replace=False).astype(np.int64)
+    store = FaissStore(DIM, "auto", auto_ivf_min=20_000)
+    store.add(ids, vectors)
+    assert store.index_kind == "ivf"
+    queries = clustered(np.random.default_rng(24), 200)
+    assert recall(store, ids, vectors, queries, k=10) >= 0.99
+
+
+@pytest.mark.parametrize("n", [300, 3000])
+def test_auto_save_load_round_trip(tmp_path, n):
+    rng = np.random.default_rng(25)
+    store = FaissStore(DIM, "auto", auto_ivf_min=1000)
+    ids = np.arange(n, dtype=np.int64) * 7
+    store.add(ids, clustered(rng, n))
+    kind = store.index_kind
+    assert kind == ("flat" if n < 1000 else "ivf")
+    store.save(tmp_path, "vectors-3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FaissStore.files("vectors-3", kind))
+    loaded = FaissStore.load(tmp_path, "vectors-3", DIM, kind, setting="auto")
+    assert (loaded.kind, loaded.index_kind) == ("auto", kind)
+    for q in clustered(rng, 5):
+        s1, i1 = store.search(q, 10)
+        s2, i2 = loaded.search(q, 10)
+        assert i1.tolist() == i2.tolist()
+        np.testing.assert_allclose(s1, s2, rtol=1e-6)
+
+
+def test_load_refuses_an_unknown_kind(tmp_path):
+    from rag.errors import IndexDamagedError
+
+    store, *_ = make_store("flat", 10)
+    store.save(tmp_path, "vectors-1")
+    for kind, setting in (("annoy", None), ("auto", None), ("flat", "annoy")):
+        with pytest.raises(IndexDamagedError, match="unknown store kind"):
+            FaissStore.load(tmp_path, "vectors-1", DIM, kind, setting=setting)
+
+
+# -- filtered search ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "auto"])
+@pytest.mark.parametrize("share", [0.0, 0.001, 0.05, 0.5, 1.0])
+def test_filtered_search_returns_only_allowed_vectors(kind, share):
+    rng = np.random.default_rng(26)
+    n = 12_000
+    vectors = clustered(rng, n)
+    ids = rng.choice(10**9, size=n, replace=False).astype(np.int64)
+    store = FaissStore(DIM, kind, auto_ivf_min=5000)
+    store.add(ids, vectors)
+    allowed = rng.random(n) < share
+    queries = clustered(rng, 30)
+    got = []
+    for q in queries:
+        scores, found = store.search(q, 10, allowed)
+        truth = brute_force(ids[allowed], vectors[allowed], q, 10)[1]
+        assert len(found) == len(truth) == min(10, allowed.sum())
+        assert np.isin(found, ids[allowed]).all()
+        assert np.all(np.diff(scores) <= 1e-6)
+        got.append(len(set(found.tolist()) & set(truth.tolist())) / len(truth) if len(truth)
+                   else 1.0)
+        if kind == "flat" or allowed.sum() <= 4096:  # exact
+            assert found.tolist() == truth.tolist()
+    if kind == "hnsw":  # a graph search is approximate anyway: the filter must not hurt it
+        assert np.mean(got) >= recall(store, ids, vectors, queries) - 0.05
+    else:
+        assert np.mean(got) >= 0.99
+
+
+# -- auto in an index folder: the manifest says which index each generation holds -------------
+
+
+def write_articles(corpus, n, start=0):
+    corpus.mkdir(exist_ok=True)
+    for i in range(start, start + n):
+        (corpus / f"a{i:03d}.txt").write_text(
+            f"Story {i}\n\nThe harbour of town {i} ordered {i % 7} ferries and {i % 11} tugs.\n")
+
+
+def test_auto_in_an_index_folder_switches_between_generations(tmp_path, fake_embedder):
+    import json
+
+    from conftest import fake_settings
+
+    from rag import build_index
+    from rag.retrieve import Index
+
+    corpus = tmp_path / "corpus"
+    write_articles(corpus, 40)
+    settings = fake_settings(corpus, tmp_path / "index", store_ivf_min=60)
+    assert settings.store == "auto"  # the default
+
+    def manifest():
+        return json.loads((settings.index / "manifest.json").read_text())
+
+    build_index(settings, embedder=fake_embedder)
+    assert (manifest()["store"], manifest()["store_setting"]) == ("flat", "auto")
+    index = Index(settings.index, settings, embedder=fake_embedder)
+    assert index.stats()["store"] == "flat" and index.store.index_kind == "flat"
+    assert not list(settings.index.glob("*.faiss"))
+
+    write_articles(corpus, 40, start=40)  # 80 chunks: over the threshold
+    build_index(settings, embedder=fake_embedder)
+    assert (manifest()["store"], manifest()["store_setting"]) == ("ivf", "auto")
+    assert [p.name for p in settings.index.glob("*.faiss")] == [
+        f"{manifest()['files']['vectors']}.faiss"]
+    assert index.reload()  # the open index picks up the generation with the other kind
+    assert index.store.index_kind == "ivf" and index.stats()["store"] == "ivf"
+    hits = index.search("harbour of town 57 ferries tugs", k=3)
+    assert hits[0].article["path"] == "a057.txt"
+
+    for i in range(40, 80):  # back under the threshold
+        (corpus / f"a{i:03d}.txt").unlink()
+    build_index(settings, embedder=fake_embedder)
+    assert manifest()["store"] == "flat"
+    assert index.reload() and index.store.index_kind == "flat"
+    assert not list(settings.index.glob("*.faiss"))
+    assert index.search("harbour of town 7 ferries", k=1)[0].article["path"] == "a007.txt"
+
+
+def test_an_index_built_with_flat_before_auto_still_opens_and_updates(tmp_path, fake_embedder):
+    import json
+
+    from conftest import fake_settings
+
+    from rag import build_index
+    from rag.errors import IndexMismatchError
+    from rag.retrieve import Index
+
+    corpus = tmp_path / "corpus"
+    write_articles(corpus, 30)
+    flat = fake_settings(corpus, tmp_path / "index", store="flat")
+    build_index(flat, embedder=fake_embedder)
+    path = flat.index / "manifest.json"
+    legacy = json.loads(path.read_text())
+    del legacy["store_setting"]  # as written before auto existed
+    path.write_text(json.dumps(legacy))
+
+    auto = fake_settings(corpus, tmp_path / "index", store_ivf_min=40)
+    index = Index(auto.index, auto, embedder=fake_embedder)
+    assert index.store.index_kind == "flat"
+    assert index.search("harbour of town 3 ferries", k=1)[0].article["path"] == "a003.txt"
+    write_articles(corpus, 20, start=30)
+    fake_embedder.reset()
+    report = build_index(auto, embedder=fake_embedder)  # accepted: no --rebuild
+    assert report.added == 20 and fake_embedder.texts_embedded == 20
+    assert (json.loads(path.read_text())["store"], json.loads(path.read_text())["store_setting"]) \
+        == ("ivf", "auto")
+    # an explicit other kind is still refused, and an explicit flat after auto too
+    for other in ("hnsw", "flat"):
+        with pytest.raises(IndexMismatchError, match="--rebuild"):
+            build_index(fake_settings(corpus, tmp_path / "index", store=other),
+                        embedder=fake_embedder)
