@@ -52,6 +52,9 @@ class Settings:
     # articles and feeds from the web (rag add, rag feed; see rag/web.py)
     fetch_timeout: float = 10.0  # seconds
     fetch_max_mb: float = 5.0  # the largest page or feed
+    # bulk embedding on Ray (rag index --ray; see rag/bulk.py)
+    ray_actors: int = 0  # embedding actors; 0: one per ray_actor_cpus cores of the cluster
+    ray_actor_cpus: int = 1  # cores (and compute threads) per actor
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -104,4 +107,7 @@ class Settings:
             raise RagError(f"llm_retries must be between 0 and 5, got {self.llm_retries}")
         if self.fetch_timeout <= 0 or self.fetch_max_mb <= 0:
             raise RagError("fetch_timeout and fetch_max_mb must be above 0")
+        if self.ray_actors < 0 or self.ray_actor_cpus < 1:
+            raise RagError("ray_actors must be 0 (as many as the cores allow) or more, and "
+                           "ray_actor_cpus at least 1")
         return replace(self, corpus=Path(self.corpus), index=Path(self.index))
