@@ -41,7 +41,7 @@ def cmd_index(args) -> int:
     settings = Settings.from_env(corpus=args.corpus, index=args.index,
                                  embed_backend=args.embed_backend, store=args.store)
     report = build_index(settings, rebuild=args.rebuild,
-                         progress=not args.json and sys.stderr.isatty())
+                         progress=not args.json and sys.stderr.isatty(), ray=args.ray)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
         return 0
@@ -378,6 +378,9 @@ def parser() -> argparse.ArgumentParser:
     ix.add_argument("--store", choices=STORE_KINDS,
                     help="vector store: auto (default) is exact for small corpora and IVF for "
                     "large ones; flat is always exact, hnsw/ivf approximate")
+    ix.add_argument("--ray", action="store_true",
+                    help="embed on Ray: a local Ray for the run, or the cluster at RAY_ADDRESS "
+                    "(RAG_RAY_ACTORS, RAG_RAY_ACTOR_CPUS)")
     ix.set_defaults(func=cmd_index)
 
     se = sub.add_parser("search", help="show the passages retrieved for a question")

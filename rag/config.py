@@ -62,6 +62,9 @@ class Settings:
     uploads_per_hour: int = 20  # articles an editor adds (files and URLs)
     upload_mb_per_day: float = 50.0  # bytes of files an editor uploads
     history_turns: int = 50  # question-answer turns of a chat kept on the server
+    # bulk embedding on Ray (rag index --ray; see rag/bulk.py)
+    ray_actors: int = 0  # embedding actors; 0: one per ray_actor_cpus cores of the cluster
+    ray_actor_cpus: int = 1  # cores (and compute threads) per actor
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -125,4 +128,7 @@ class Settings:
         if self.uploads_per_hour < 1 or self.upload_mb_per_day <= 0 or self.history_turns < 1:
             raise RagError("uploads_per_hour and history_turns must be at least 1, and "
                            "upload_mb_per_day above 0")
+        if self.ray_actors < 0 or self.ray_actor_cpus < 1:
+            raise RagError("ray_actors must be 0 (as many as the cores allow) or more, and "
+                           "ray_actor_cpus at least 1")
         return replace(self, corpus=Path(self.corpus), index=Path(self.index))

@@ -67,11 +67,11 @@ def cpu_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 
-def _load_sentence_transformer(name: str):
+def _load_sentence_transformer(name: str, threads: int | None = None):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    torch.set_num_threads(cpu_threads())
+    torch.set_num_threads(threads or cpu_threads())
     try:
         with quiet():
             return SentenceTransformer(resolve_model(name), device="cpu")
@@ -118,10 +118,11 @@ class TorchEmbedder:
 
     backend = "torch"
 
-    def __init__(self, name: str = BUNDLED_EMBEDDER, batch_size: int = 64):
+    def __init__(self, name: str = BUNDLED_EMBEDDER, batch_size: int = 64,
+                 threads: int | None = None):
         self.name = name
         self.batch_size = batch_size
-        self.model = _load_sentence_transformer(name)
+        self.model = _load_sentence_transformer(name, threads)
         self.id = f"{name}#torch"
         self.dim = int(self.model.get_embedding_dimension())
         self.max_tokens = self.model.max_seq_length - _n_special(self.model.tokenizer)
@@ -266,7 +267,8 @@ class OnnxEmbedder:
 
     backend = "onnx-int8"
 
-    def __init__(self, name: str = BUNDLED_EMBEDDER, batch_size: int = 64):
+    def __init__(self, name: str = BUNDLED_EMBEDDER, batch_size: int = 64,
+                 threads: int | None = None):
         import onnxruntime as ort
         from tokenizers import Tokenizer as HFFastTokenizer
 
@@ -287,7 +289,7 @@ class OnnxEmbedder:
         tok.enable_padding(pad_id=meta["pad_id"], pad_token=meta["pad_token"])
         self._tok = tok
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = cpu_threads()
+        opts.intra_op_num_threads = threads or cpu_threads()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(
@@ -313,12 +315,14 @@ class OnnxEmbedder:
         return _normalise(self._run([text]))[0]
 
 
-def load_embedder(name: str = BUNDLED_EMBEDDER, backend: str = "onnx-int8", batch_size: int = 64):
-    """An :class:`Embedder` for a sentence-transformers model on the chosen backend."""
+def load_embedder(name: str = BUNDLED_EMBEDDER, backend: str = "onnx-int8", batch_size: int = 64,
+                  threads: int | None = None):
+    """An :class:`Embedder` for a sentence-transformers model on the chosen backend, computing
+    on ``threads`` CPU threads (default: every core this process may use)."""
     if backend == "torch":
-        return TorchEmbedder(name, batch_size)
+        return TorchEmbedder(name, batch_size, threads)
     if backend == "onnx-int8":
-        return OnnxEmbedder(name, batch_size)
+        return OnnxEmbedder(name, batch_size, threads)
     raise RagError(f"unknown embedding backend {backend!r}; choose onnx-int8 or torch")
 
 

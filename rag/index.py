@@ -440,6 +440,7 @@ class IndexWriter:
 
         next_vid = (manifest or {}).get("next_vector_id", 0)
         chunker = chunker_settings(self.settings, emb)
+        group = getattr(emb, "group_size", EMBED_GROUP)  # a Ray job per group (rag/bulk.py)
         pending: list[tuple[ArticleRecord, int, int, int]] = []
 
         def embed_pending():
@@ -456,7 +457,7 @@ class IndexWriter:
                 rec.chunks.append((s, e, next_vid))
                 pending.append((rec, s, e, next_vid))
                 next_vid += 1
-                if len(pending) >= EMBED_GROUP:
+                if len(pending) >= group:
                     embed_pending()
             records[aid] = rec
         if pending:
@@ -545,15 +546,25 @@ def _remove_other_generations(folder: Path, generation: int) -> None:
 
 
 def build_index(settings: Settings | None = None, embedder=None, rebuild: bool = False,
-                progress: bool = False, actor: Actor = CLI) -> IndexReport:
+                progress: bool = False, actor: Actor = CLI, ray: bool = False) -> IndexReport:
     """Index ``settings.corpus`` into ``settings.index``, embedding only what changed;
-    ``actor`` is who is recorded in the audit trail for each change."""
+    ``actor`` is who is recorded in the audit trail for each change. With ``ray``, the
+    passages are embedded on Ray (a local Ray for the run, or ``RAY_ADDRESS``)."""
     settings = settings or Settings.from_env()
     if rebuild and (Path(settings.index) / "manifest.json").exists():
         log.info("rebuilding %s from scratch", settings.index)
+    session = None
+    if ray:
+        from .bulk import RaySession, ray_embedder
+
+        session = RaySession()  # started by the first passage to embed, not before
+        embedder = ray_embedder(settings, embedder, session)
     try:
         return IndexWriter(settings, embedder, progress, actor).update(rebuild=rebuild)
     except RagError:
         raise
     except OSError as e:
         raise RagError(f"cannot write the index in {settings.index}: {e}") from None
+    finally:
+        if session is not None:
+            session.close()
