@@ -15,6 +15,11 @@ from .config import EMBED_BACKENDS, STORE_KINDS, Settings
 from .errors import RagError
 from .logs import configure_logging
 
+STORE_HELP = ("vector store: flat is exact (default), hnsw/ivf approximate, milvus a Milvus "
+              "database (RAG_MILVUS_URI: a .db file for Milvus Lite, or http://host:19530)")
+STORE_OPEN_HELP = ("milvus: search the Milvus index of RAG_MILVUS_URI instead of the index "
+                   "folder (default RAG_STORE)")
+
 
 def hit_json(hit) -> dict:
     return {
@@ -58,10 +63,10 @@ def cmd_index(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from .retrieve import Index
+    from .retrieve import open_store_index
 
-    settings = Settings.from_env(index=args.index, k=args.k)
-    hits = Index(settings.index, settings).search(args.question, settings.k)
+    settings = Settings.from_env(index=args.index, k=args.k, store=args.store)
+    hits = open_store_index(settings).search(args.question, settings.k)
     if args.json:
         print(json.dumps([hit_json(h) for h in hits], ensure_ascii=False))
         return 0
@@ -99,13 +104,13 @@ def read_questions(path: str) -> list[str]:
 
 def cmd_ask(args) -> int:
     from .pipeline import Pipeline, answer_json
-    from .retrieve import Index
+    from .retrieve import open_store_index
 
     if (args.question is None) == (args.questions is None):
         raise RagError('give a question, or --questions FILE (not both)')
     settings = Settings.from_env(index=args.index, k=args.k, generator=args.generator,
-                                 llm_url=args.llm_url)
-    pipeline = Pipeline(Index(settings.index, settings), settings.generator, k=settings.k)
+                                 llm_url=args.llm_url, store=args.store)
+    pipeline = Pipeline(open_store_index(settings), settings.generator, k=settings.k)
     if args.questions:
         # Models load once for the whole batch; a bad question is reported in its own line.
         for q in read_questions(args.questions):
@@ -187,7 +192,7 @@ def cmd_eval(args) -> int:
             raise RagError("--corpus and --index go with --gold FILE (one set of your own); "
                            "the shipped sets use their own corpus and a cached index")
         sets = shipped_sets(args.set)
-    settings = Settings.from_env(llm_url=args.llm_url)
+    settings = Settings.from_env(llm_url=args.llm_url, store=args.store)
     generators = generator_names(args.generator, settings.generator)
     thresholds_path = Path(args.thresholds) if args.thresholds else DEFAULT_THRESHOLDS
     # an explicit --thresholds must exist; the default may be absent (no gate then)
@@ -305,8 +310,7 @@ def parser() -> argparse.ArgumentParser:
     ix.add_argument("--rebuild", action="store_true", help="re-embed everything from scratch")
     ix.add_argument("--embed-backend", choices=EMBED_BACKENDS,
                     help="embedding backend (default onnx-int8, or RAG_EMBED_BACKEND)")
-    ix.add_argument("--store", choices=STORE_KINDS,
-                    help="vector store: flat is exact (default), hnsw/ivf approximate")
+    ix.add_argument("--store", choices=STORE_KINDS, help=STORE_HELP)
     ix.set_defaults(func=cmd_index)
 
     se = sub.add_parser("search", help="show the passages retrieved for a question")
@@ -314,6 +318,7 @@ def parser() -> argparse.ArgumentParser:
     se.add_argument("--index", help="index folder (default index/, or RAG_INDEX)")
     se.add_argument("--k", type=int, help="number of passages (default 5, or RAG_K)")
     se.add_argument("--json", action="store_true", help="print JSON")
+    se.add_argument("--store", choices=STORE_KINDS, help=STORE_OPEN_HELP)
     se.set_defaults(func=cmd_search)
 
     ak = sub.add_parser("ask", help="answer a question with checked citations")
@@ -327,6 +332,7 @@ def parser() -> argparse.ArgumentParser:
     ak.add_argument("--llm-url", metavar="URL", help="the model server of openai:MODEL, e.g. "
                     "http://127.0.0.1:11434/v1 (or RAG_LLM_URL)")
     ak.add_argument("--json", action="store_true", help="print JSON")
+    ak.add_argument("--store", choices=STORE_KINDS, help=STORE_OPEN_HELP)
     ak.set_defaults(func=cmd_ask)
 
     ev = sub.add_parser(
@@ -351,6 +357,8 @@ def parser() -> argparse.ArgumentParser:
                     help="first N items of each set for language-model generators "
                     "(extractive always answers all)")
     ev.add_argument("--json", action="store_true", help="print every figure as JSON")
+    ev.add_argument("--store", choices=STORE_KINDS, help="vector store of the sets' indexes "
+                    "(default flat, or RAG_STORE; milvus: see RAG_MILVUS_URI)")
     ev.add_argument("--no-gate", action="store_true", help="do not check the thresholds")
     ev.add_argument("--report", metavar="DIR", help="where report.md and report.png go "
                     "(default eval/)")

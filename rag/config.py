@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from .errors import RagError
 BUNDLED_EMBEDDER = "bundled:all-MiniLM-L6-v2"
 
 EMBED_BACKENDS = ("onnx-int8", "torch")
-STORE_KINDS = ("flat", "hnsw", "ivf")
+STORE_KINDS = ("flat", "hnsw", "ivf", "milvus")
 
 
 def cache_dir() -> Path:
@@ -52,6 +53,11 @@ class Settings:
     # articles and feeds from the web (rag add, rag feed; see rag/web.py)
     fetch_timeout: float = 10.0  # seconds
     fetch_max_mb: float = 5.0  # the largest page or feed
+    # the Milvus store (store = "milvus"; see rag/milvus.py): a path ending in .db (Milvus Lite,
+    # default INDEX/milvus.db) or http://host:19530 (a server or cluster)
+    milvus_uri: str = ""
+    milvus_token: str = field(default="", repr=False)  # never printed
+    milvus_collection: str = "rag_news"  # the index's collections: NAME_chunks, NAME_articles...
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -83,6 +89,9 @@ class Settings:
             raise RagError(
                 f"unknown vector store {self.store!r}; choose one of: {', '.join(STORE_KINDS)}"
             )
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", self.milvus_collection):
+            raise RagError(f"milvus_collection {self.milvus_collection!r} is not a Milvus "
+                           "collection name: use letters, digits and underscores")
         if self.k < 1:
             raise RagError(f"k must be at least 1, got {self.k}")
         if not 16 <= self.chunk_tokens:

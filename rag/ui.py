@@ -29,10 +29,10 @@ import gradio as gr
 from .config import Settings
 from .corpus import safe_name, save_new
 from .errors import CorpusError, RagError, first_line
-from .index import IndexReport, IndexWriter, read_manifest
+from .index import IndexReport, index_writer
 from .load import SUFFIXES
 from .pipeline import Pipeline
-from .retrieve import Index
+from .retrieve import open_store_index
 from .types import Answer
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ DEFAULT_PORT = 7860
 #: Uploads larger than this are refused with a message (RAG_MAX_UPLOAD_MB overrides it).
 MAX_UPLOAD_MB = 5.0
 MAX_K = 20
+#: How long an upload waits for another server's update of a shared index before giving up.
+WRITER_WAIT_S = 60.0
 EXAMPLES = 3
 
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -202,7 +204,7 @@ class Library:
 
         self.settings = settings or Settings.from_env()
         self.allow_private = allow_private_from_env() if allow_private is None else allow_private
-        self.index = Index(self.settings.index, self.settings, embedder=embedder)
+        self.index = open_store_index(self.settings, embedder=embedder)
         self._pipelines: dict[str, Pipeline] = {}
         self._pipelines_lock = threading.Lock()
         self._generators: list[str] | None = None
@@ -351,14 +353,17 @@ class Library:
         return lines
 
     def _update(self) -> IndexReport:
-        # the index's own settings: the embedding backend and store it was built with
-        return IndexWriter(self.index.settings, embedder=self.index.embedder).update()
+        # the index's own settings: the embedding backend and store it was built with; a
+        # shared (Milvus) index another server is writing to is waited for a while
+        return index_writer(self.index.settings, embedder=self.index.embedder,
+                            wait=WRITER_WAIT_S).update()
 
     def _passages_by_path(self) -> dict[str, int]:
-        """Indexed passages per corpus file, from the index folder's current manifest."""
+        """Indexed passages per corpus file, as the index holds them now."""
+        self.index.reload()
         counts: dict[str, int] = {}
-        for a in (read_manifest(Path(self.settings.index)) or {}).get("articles", {}).values():
-            counts[a["path"]] = counts.get(a["path"], 0) + a["chunks"]
+        for a in self.index.articles:
+            counts[a.path] = counts.get(a.path, 0) + len(a.chunks)
         return counts
 
     def corpus_summary(self) -> str:
