@@ -435,3 +435,83 @@ def test_a_run_killed_inside_a_write_is_finished_by_the_next(milvus_store, tmp_p
     check_consistent(index)
     harbor = next(a for a in index.articles if a.path == "harbor.txt")
     assert "version 4" in harbor.text
+
+
+# -- several chat servers, one index ----------------------------------------------------------------
+
+FERRY = """---
+title: Lakeside ferry returns after two years
+date: 2026-11-02
+---
+
+The Lakeside ferry carried 1,200 passengers on its first day back in service, the operator
+Bluewater Lines said on Monday. The crossing had been closed for two years for repairs to the
+northern pier.
+"""
+
+
+def start_app(port: int, env: dict, log: Path) -> subprocess.Popen:
+    from conftest import REPO
+
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    import urllib.request
+
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
+                return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"app.py did not start: {log.read_text()[-3000:]}") \
+                    from None
+            time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_two_chat_servers_share_one_milvus_index(milvus_server, tmp_path):
+    """Two app.py processes over one milvus-lite server: an article uploaded through the first
+    is answered from by the second at its next question."""
+    from gradio_client import Client, handle_file
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SEED_CORPUS, corpus)
+    collection = f"t_{uuid.uuid4().hex[:12]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))}
+    env.update(RAG_STORE="milvus", RAG_MILVUS_URI=milvus_server, RAG_MILVUS_COLLECTION=collection,
+               RAG_CORPUS=str(corpus), RAG_INDEX=str(tmp_path / "index"),
+               RAG_EMBED_BACKEND="torch", RAG_CACHE=os.environ["RAG_CACHE"],
+               HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    procs = []
+    try:
+        a_port, b_port = free_port(), free_port()
+        procs.append(start_app(a_port, env, tmp_path / "a.log"))
+        procs.append(start_app(b_port, env, tmp_path / "b.log"))
+        a = Client(f"http://127.0.0.1:{a_port}", verbose=False)
+        b = Client(f"http://127.0.0.1:{b_port}", verbose=False)
+        question = "How many passengers did the Lakeside ferry carry on its first day back?"
+        before = b.predict(question, 0, "", api_name="/ask")
+        assert not any("Lakeside" in c["title"] for c in before.get("citations", []))
+
+        article = tmp_path / "ferry.md"
+        article.write_text(FERRY, encoding="utf-8")
+        _, status, summary, _ = a.predict([handle_file(str(article))], api_name="/upload")
+        assert "✓ added ferry.md" in status.replace("\\", ""), status
+        assert "2 articles" in summary
+
+        answer = b.predict(question, 0, "", api_name="/ask")
+        assert "error" not in answer, answer
+        assert not answer["abstained"]
+        assert answer["short_answer"]["text"] == "1,200"
+        assert answer["citations"][0]["title"] == "Lakeside ferry returns after two years"
+        assert "1,200 passengers" in answer["citations"][0]["quote"]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        Milvus(replace(Settings(), store="milvus", milvus_uri=milvus_server,
+                       milvus_collection=collection)).drop()
