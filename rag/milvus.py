@@ -11,7 +11,8 @@ One index is three collections named after ``RAG_MILVUS_COLLECTION`` (``C``)::
 
     C_chunks     one row per passage: its span, text, article metadata, the article's date as
                  a YYYYMMDD number (``day``, 0 when undated), a dense vector (HNSW, cosine)
-                 and a sparse BM25 vector that Milvus computes from the text
+                 and a sparse BM25 vector that Milvus computes (a BM25 function) from
+                 ``terms``: the passage's words as the local store's BM25 sees them
     C_articles   one row per article (long texts in several parts): metadata, content hash,
                  passage count; written after the article's passages, so an article whose row
                  holds its current hash is complete
@@ -61,6 +62,7 @@ from .index import (
     FORMAT_VERSION,
     ArticleRecord,
     IndexReport,
+    bm25_tokens,
     chunker_settings,
     diff_corpus,
     english_stemmer,
@@ -238,8 +240,6 @@ class Milvus:
 
     def create(self, dim: int) -> None:
         """Create the three collections (those missing) for vectors of ``dim`` dimensions."""
-        from bm25s.stopwords import STOPWORDS_EN
-
         DataType, c = self._m.DataType, self.client
         with self.errors("create the collections in"):
             if not c.has_collection(self.chunks):
@@ -249,20 +249,18 @@ class Milvus:
                 s.add_field("hash", DataType.VARCHAR, max_length=128)
                 for f in ("ordinal", "start", "end", "day"):
                     s.add_field(f, DataType.INT64)
-                # Real Milvus lowercases, drops English stop words and stems; Milvus Lite
-                # lowercases and drops stop words.
-                analyzer = {"tokenizer": "standard",
-                            "filter": ["lowercase",
-                                       {"type": "stop", "stop_words": sorted(STOPWORDS_EN)},
-                                       {"type": "stemmer", "language": "english"}]}
-                s.add_field("text", DataType.VARCHAR, max_length=65_535, enable_analyzer=True,
-                            analyzer_params=analyzer)
+                s.add_field("text", DataType.VARCHAR, max_length=65_535)
+                # BM25's input: the passage's words as the local store's BM25 sees them
+                # (rag.index.bm25_tokens: stop words out, stemmed), so that Milvus Lite (which
+                # cannot stem) and a Milvus server rank alike, and like the local store
+                s.add_field("terms", DataType.VARCHAR, max_length=65_535, enable_analyzer=True,
+                            analyzer_params={"tokenizer": "standard", "filter": ["lowercase"]})
                 self._meta_fields(s)
                 s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
                 s.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
                 s.add_function(self._m.Function(
                     name="bm25", function_type=self._m.FunctionType.BM25,
-                    input_field_names=["text"], output_field_names=["sparse"]))
+                    input_field_names=["terms"], output_field_names=["sparse"]))
                 ip = c.prepare_index_params()
                 ip.add_index("dense", index_type="HNSW", metric_type="COSINE",
                              params={"M": 16, "efConstruction": 200})
@@ -582,6 +580,7 @@ class MilvusWriter:
         """Embed and write a group of articles: their old passages out, the new ones in, then
         their article rows."""
         texts = [p.record.text[s:e] for p in group for s, e in p.spans]
+        stemmer = english_stemmer()
         vectors = emb.embed(texts, progress=self.progress) if texts else np.zeros((0, emb.dim))
         vectors = np.asarray(vectors, np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -597,6 +596,7 @@ class MilvusWriter:
                     "vid": _vid(rec.id, rec.hash, ordinal), "article_id": rec.id,
                     "hash": rec.hash, "ordinal": ordinal, "start": s, "end": e, "day": day,
                     "text": _fit(rec.text[s:e]), "extra": _fit(extra), **meta,
+                    "terms": _fit(" ".join(bm25_tokens(rec.text[s:e], stemmer))),
                     "dense": vectors[n].tolist()})
                 n += 1
             parts = [rec.text[i:i + TEXT_PART] for i in range(0, len(rec.text), TEXT_PART)] or [""]
@@ -732,10 +732,12 @@ class MilvusIndex:
         with self.db.errors("search"):
             if hybrid and question.bm25_tokens:
                 reqs = [m.AnnSearchRequest(**dense_req, expr=expr or None),
-                        m.AnnSearchRequest(data=[question.retrieval_text], anns_field="sparse",
+                        m.AnnSearchRequest(data=[" ".join(question.bm25_tokens)],
+                                           anns_field="sparse",
                                            param={"metric_type": "BM25"}, limit=n,
                                            expr=expr or None)]
-                found = c.hybrid_search(self.db.chunks, reqs, m.RRFRanker(RRF_K), limit=n,
+                # every passage either retriever found, as the local store boosts them all
+                found = c.hybrid_search(self.db.chunks, reqs, m.RRFRanker(RRF_K), limit=2 * n,
                                         output_fields=fields)[0]
                 scores = [float(r["distance"]) for r in found]
             else:

@@ -437,7 +437,7 @@ def test_a_run_killed_inside_a_write_is_finished_by_the_next(milvus_store, tmp_p
     assert "version 4" in harbor.text
 
 
-# -- several chat servers, one index ----------------------------------------------------------------
+# -- several chat servers, one index -----------------------------------------------------------
 
 FERRY = """---
 title: Lakeside ferry returns after two years
