@@ -475,15 +475,20 @@ class MilvusWriter:
             )
         db = Milvus(self.settings)
         emb = self.embedder
-        if not db.exists():
+        # A run with nothing to do finds so without taking the lease: it writes nothing.
+        report = None if rebuild or not db.exists() else self._update(db, None, corpus, emb,
+                                                                       False)
+        if report is None:
             db.create(emb.dim)
-        with WriterLease(db, self.wait) as lease:
-            report = self._update(db, lease, corpus, emb, rebuild)
+            with WriterLease(db, self.wait) as lease:
+                report = self._update(db, lease, corpus, emb, rebuild)
         report.seconds = round(time.perf_counter() - t0, 3)
         return report
 
-    def _update(self, db: Milvus, lease: WriterLease, corpus: Path, emb,
-                rebuild: bool) -> IndexReport:
+    def _update(self, db: Milvus, lease: WriterLease | None, corpus: Path, emb,
+                rebuild: bool) -> IndexReport | None:
+        """Bring the index up to date; without a ``lease``, only when that needs no write
+        (None otherwise)."""
         manifest = db.manifest()
         if rebuild and manifest is not None:
             log.info("rebuilding the Milvus index at %s from scratch", db.where)
@@ -499,7 +504,8 @@ class MilvusWriter:
                 f"the Milvus index at {db.where} was built with {key} {have!r}, not {want!r}; "
                 "run `rag index --rebuild --store milvus` to rebuild it with the current "
                 "settings, or change the settings back")
-        db.create(emb.dim)
+        if lease is not None:
+            db.create(emb.dim)
 
         rows = db.query(db.articles, "part == 0", ["article_id", "hash", "chunks"])
         indexed = {r["article_id"]: r["hash"] for r in rows}
@@ -523,10 +529,14 @@ class MilvusWriter:
         todo = diff.changed + diff.added + redo
         files = diff.scan.files
         if manifest is not None and manifest.get("clean") and not (todo or diff.removed):
+            if lease is None and _files_to_write(old_files, files):
+                return None
             report.articles = len(diff.order)
             report.chunks = sum(counts[a] for a in diff.order)
             self._write_files(db, old_files, files)
             return report
+        if lease is None:
+            return None
 
         version = (manifest or {}).get("version", 0) + 1
         base = {
@@ -641,9 +651,17 @@ class MilvusWriter:
     def _write_files(db: Milvus, old: dict, new: dict) -> None:
         """The corpus scan kept per file (so unchanged files are not parsed again); only the
         files whose entry changed are written."""
-        db.put_meta({f"file:{rel}": entry for rel, entry in new.items()
-                     if old.get(rel) != entry and len(rel) <= MAX_ID})
-        db.delete_meta([f"file:{rel}" for rel in old if rel not in new])
+        if found := _files_to_write(old, new):
+            db.put_meta(found[0])
+            db.delete_meta(found[1])
+
+
+def _files_to_write(old: dict, new: dict) -> tuple[dict, list] | None:
+    """The per-file scan rows to write and to delete; None when there are none."""
+    put = {f"file:{rel}": entry for rel, entry in new.items()
+           if old.get(rel) != entry and len(rel) <= MAX_ID}
+    gone = [f"file:{rel}" for rel in old if rel not in new]
+    return (put, gone) if put or gone else None
 
 
 def _fit(text: str, limit: int = 65_535) -> str:
