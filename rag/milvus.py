@@ -168,10 +168,12 @@ class _ToDebug(logging.Filter):
 
 
 @contextmanager
-def _iterator_notes_to_debug() -> Iterator[None]:
-    """pymilvus warns at every query iterator that Milvus Lite keeps no server timestamp (it
-    reads with its own): that note goes to this log at DEBUG level instead of the terminal."""
-    logger = logging.getLogger("pymilvus.client.iterator.query_iterator")
+def _to_debug(name: str) -> Iterator[None]:
+    """Records of logger ``name`` go to this log at DEBUG level instead of the terminal:
+    pymilvus warns at every query iterator that Milvus Lite keeps no server timestamp, and
+    Milvus Lite logs a traceback when its file is open in another process (said in one line
+    by :class:`Milvus`)."""
+    logger = logging.getLogger(name)
     to_debug = _ToDebug()
     logger.addFilter(to_debug)
     try:
@@ -211,7 +213,7 @@ class Milvus:
                 raise RagError(f"RAG_MILVUS_URI {self.uri!r} is neither a Milvus Lite file "
                                "(a path ending in .db) nor a server (http://host:19530)")
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
-        with self.errors("connect to"):
+        with self.errors("connect to"), _to_debug("milvus_lite.server_manager"):
             self.client = pymilvus.MilvusClient(uri=self.uri, token=settings.milvus_token,
                                                 timeout=10)
 
@@ -229,8 +231,8 @@ class Milvus:
             else:
                 hint = ("check that the server is running and reachable, and RAG_MILVUS_URI "
                         "and RAG_MILVUS_TOKEN")
-            raise RagError(f"cannot {doing} Milvus at {self.where}: {first_line(e)}; {hint}") \
-                from None
+            reason = getattr(e, "message", None) or first_line(e)
+            raise RagError(f"cannot {doing} Milvus at {self.where}: {reason}; {hint}") from None
 
     # -- collections ------------------------------------------------------------------------
 
@@ -309,7 +311,7 @@ class Milvus:
             if limit is not None:
                 return self.client.query(collection, filter=filter, output_fields=list(fields),
                                          limit=limit)
-            with _iterator_notes_to_debug():
+            with _to_debug("pymilvus.client.iterator.query_iterator"):
                 it = self.client.query_iterator(collection, batch_size=2000, filter=filter,
                                                 output_fields=list(fields))
             rows = []

@@ -524,3 +524,24 @@ def test_two_chat_servers_share_one_milvus_index(milvus_server, tmp_path):
             proc.wait(timeout=30)
         Milvus(replace(Settings(), store="milvus", milvus_uri=milvus_server,
                        milvus_collection=collection)).drop()
+
+
+def test_a_milvus_lite_file_open_in_another_process_is_one_line(tmp_path, corpus, caplog):
+    uri = str(tmp_path / "busy.db")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pymilvus import MilvusClient; "
+         "MilvusClient(sys.argv[1]).list_collections(); print('open', flush=True); "
+         "time.sleep(120)", uri], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        s = fake_settings(corpus, tmp_path / "index", store="milvus", milvus_uri=uri)
+        with pytest.raises(RagError) as e:
+            build_index(s, embedder=FakeEmbedder())
+    finally:
+        holder.kill()
+        holder.wait()
+    message = str(e.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"cannot connect to Milvus at {uri} ")
+    assert "one process per file" in message and "milvus-lite server" in message
+    assert not [r for r in caplog.records if r.levelno >= 30 and r.exc_info]  # no traceback
