@@ -219,19 +219,24 @@ class Milvus:
 
     @contextmanager
     def errors(self, doing: str) -> Iterator[None]:
-        """Milvus and connection failures as one line naming the URI and what to check."""
+        """Milvus and connection failures as one line naming the URI (and, for a connection,
+        what to check); pymilvus's own log of the failure (a traceback) goes to the debug
+        log."""
         try:
-            yield
+            with _to_debug("pymilvus.decorators"):
+                yield
         except RagError:
             raise
         except Exception as e:  # noqa: BLE001 - pymilvus raises many kinds; all are one line
+            reason = getattr(e, "message", None) or first_line(e)
+            if doing != "connect to":
+                raise RagError(f"cannot {doing} Milvus at {self.where}: {reason}") from None
             if is_lite(self.uri):
                 hint = ("Milvus Lite allows one process per file: stop the other one, or serve "
                         "it with `milvus-lite server` and point RAG_MILVUS_URI at it")
             else:
                 hint = ("check that the server is running and reachable, and RAG_MILVUS_URI "
                         "and RAG_MILVUS_TOKEN")
-            reason = getattr(e, "message", None) or first_line(e)
             raise RagError(f"cannot {doing} Milvus at {self.where}: {reason}; {hint}") from None
 
     # -- collections ------------------------------------------------------------------------
@@ -492,11 +497,12 @@ class MilvusWriter:
         """Bring the index up to date; without a ``lease``, only when that needs no write
         (None otherwise)."""
         manifest = db.manifest()
-        if rebuild and manifest is not None:
+        if rebuild:
             log.info("rebuilding the Milvus index at %s from scratch", db.where)
             for name in (db.chunks, db.articles):
                 with db.errors("drop the collections in"):
-                    db.client.drop_collection(name)
+                    if db.client.has_collection(name):
+                        db.client.drop_collection(name)
             db.delete_meta(["manifest"] + [k for k in self._file_keys(db)])
             manifest = None
         if manifest is not None and (found := manifest_mismatch(manifest, self.settings,
@@ -659,10 +665,16 @@ class MilvusWriter:
 
 
 def _files_to_write(old: dict, new: dict) -> tuple[dict, list] | None:
-    """The per-file scan rows to write and to delete; None when there are none."""
+    """The per-file scan rows to write and to delete; None when there are none. A file whose
+    entry does not fit a row (a JSON file of thousands of articles) is not kept: it is parsed
+    again at each run."""
+    def fits(rel, entry):
+        return len(rel) <= MAX_ID and len(json.dumps(entry, ensure_ascii=False).encode()) < 65_000
+
     put = {f"file:{rel}": entry for rel, entry in new.items()
-           if old.get(rel) != entry and len(rel) <= MAX_ID}
-    gone = [f"file:{rel}" for rel in old if rel not in new]
+           if old.get(rel) != entry and fits(rel, entry)}
+    gone = [f"file:{rel}" for rel in old
+            if rel not in new or (old[rel] != new[rel] and not fits(rel, new[rel]))]
     return (put, gone) if put or gone else None
 
 

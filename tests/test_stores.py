@@ -545,3 +545,24 @@ def test_a_milvus_lite_file_open_in_another_process_is_one_line(tmp_path, corpus
     assert message.startswith(f"cannot connect to Milvus at {uri} ")
     assert "one process per file" in message and "milvus-lite server" in message
     assert not [r for r in caplog.records if r.levelno >= 30 and r.exc_info]  # no traceback
+
+
+def test_a_json_file_of_many_articles(milvus_store, tmp_path, request, fake_embedder):
+    """Its scan entry is too large for a Milvus row: it is parsed again, never an error."""
+    import json
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rows = [json.dumps({"id": f"story-{i:04d}-" + "x" * 40, "title": f"Story {i}",
+                        "date": f"2024-01-{1 + i % 28:02d}",
+                        "text": f"Story number {i} is about harbor {i} and ferry {i * 7}."})
+            for i in range(1200)]
+    (corpus / "many.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    s = settings_for(milvus_store, tmp_path, request)
+    first = build_index(s, embedder=fake_embedder)
+    assert first.added == 1200 and first.chunks == 1200
+    again = build_index(s, embedder=fake_embedder)
+    assert (again.unchanged, again.embedded) == (1200, 0)
+    index = open_store_index(s, embedder=fake_embedder)
+    hits = index.search("harbor 417 and ferry 2919", k=3)
+    assert "Story 417" in [h.article["title"] for h in hits]
