@@ -2,7 +2,7 @@
 serves the page on http://127.0.0.1:7860.
 
     python app.py [--host HOST] [--port PORT] [--corpus DIR] [--index DIR] [--generator NAME]
-                  [--allow-private] [--users FILE] [--require-auth]
+                  [--store milvus] [--allow-private] [--users FILE] [--require-auth]
 
 The host is --host, else RAG_HOST, else GRADIO_SERVER_NAME, else 127.0.0.1; the port is --port,
 else RAG_PORT, else GRADIO_SERVER_PORT, else 7860. Nothing is shared or sent anywhere: no share
@@ -21,6 +21,7 @@ import os
 import sys
 
 from rag import RagError, Settings, build_index
+from rag.config import STORE_KINDS
 from rag.errors import first_line
 from rag.logs import configure_logging
 from rag.ui import DEFAULT_HOST, DEFAULT_PORT, Library, launch
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", help="articles folder (default corpus/ or RAG_CORPUS)")
     parser.add_argument("--index", help="index folder (default index/ or RAG_INDEX)")
     parser.add_argument("--generator", help="answer generator (default extractive or RAG_GENERATOR)")
+    parser.add_argument("--store", choices=STORE_KINDS,
+                        help="vector store of a new index (default auto or RAG_STORE); milvus: "
+                        "the Milvus database of RAG_MILVUS_URI, which several servers can share")
     parser.add_argument("--allow-private", action="store_true", default=None,
                         help="let Add from URL fetch from local and private addresses "
                         "(default RAG_ALLOW_PRIVATE, off)")
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         settings = Settings.from_env(corpus=args.corpus, index=args.index, generator=args.generator,
-                                     users_file=args.users)
+                                     users_file=args.users, store=args.store)
         # a missing or malformed users file stops the start, before any indexing
         users = UsersFile(settings.users_file) if settings.users_file else None
         if users is not None:
@@ -97,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{port} can read the articles and add to them; pass --users FILE (see "
                   "`rag users add`), or --require-auth to refuse this", file=sys.stderr,
                   flush=True)
-        print(f"Updating the index in {settings.index} from {settings.corpus}…", flush=True)
+        where = settings.index
+        if settings.store == "milvus":
+            from rag.milvus import milvus_uri
+
+            where = f"Milvus at {milvus_uri(settings)}"
+        print(f"Updating the index in {where} from {settings.corpus}…", flush=True)
         report = build_index(settings, progress=True)
         print(f"{report.articles} articles, {report.chunks} passages ({report.added} added, "
               f"{report.updated} updated, {report.removed} removed) in {report.seconds:.1f} s",

@@ -1,6 +1,8 @@
 """The audit trail: one JSON line for every article added, updated or removed, by whom and how.
 
-Kept with the index as ``audit.jsonl``. Lines are appended under a file lock with one write
+Kept with the index as ``audit.jsonl`` in the index folder; with the Milvus store, whose index
+folder is not shared between servers, as ``.audit.jsonl`` in the corpus folder (which they
+share, and whose hidden files are never indexed). Lines are appended under a file lock with one write
 each, so several chat servers and ``rag index`` on the same index never interleave, and the log
 outlives restarts and index generations. Each line::
 
@@ -27,6 +29,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 FILE = "audit.jsonl"
+#: The name beside the corpus, with the Milvus store.
+CORPUS_FILE = ".audit.jsonl"
 ACTIONS = ("add", "update", "remove")
 VIAS = ("upload", "url", "feed", "index")
 
@@ -49,11 +53,18 @@ def now() -> str:
 class AuditLog:
     """The audit log of an index folder."""
 
-    def __init__(self, folder: str | Path):
-        self.path = Path(folder) / FILE
+    def __init__(self, folder: str | Path, name: str = FILE):
+        self.path = Path(folder) / name
         self._lock = threading.Lock()
         self._read_to = 0
         self._latest: dict[str, dict] = {}
+
+    @classmethod
+    def of(cls, settings) -> AuditLog:
+        """The audit log of the index ``settings`` name (see the module's docstring)."""
+        if settings.store == "milvus":
+            return cls(settings.corpus, CORPUS_FILE)
+        return cls(settings.index)
 
     def record(self, actor: Actor, changes: Iterable[dict]) -> None:
         """Append one line per change (``action``, ``file``, ``article_id``, ``hash``)."""

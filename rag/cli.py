@@ -15,6 +15,12 @@ from .config import EMBED_BACKENDS, STORE_KINDS, Settings
 from .errors import RagError
 from .logs import configure_logging
 
+STORE_HELP = ("vector store: auto (default) is exact for small corpora and IVF for large ones; "
+              "flat is always exact, hnsw/ivf approximate, milvus a Milvus database "
+              "(RAG_MILVUS_URI: a .db file for Milvus Lite, or http://host:19530)")
+STORE_OPEN_HELP = ("milvus: search the Milvus index of RAG_MILVUS_URI instead of the index "
+                   "folder (default RAG_STORE)")
+
 
 def hit_json(hit) -> dict:
     return {
@@ -58,11 +64,11 @@ def cmd_index(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from .retrieve import Index
+    from .retrieve import open_store_index
 
-    settings = Settings.from_env(index=args.index, k=args.k)
-    hits = Index(settings.index, settings).search(args.question, settings.k,
-                                                  since=args.since, until=args.until)
+    settings = Settings.from_env(index=args.index, k=args.k, store=args.store)
+    hits = open_store_index(settings).search(args.question, settings.k,
+                                             since=args.since, until=args.until)
     if args.json:
         print(json.dumps([hit_json(h) for h in hits], ensure_ascii=False))
         return 0
@@ -101,15 +107,15 @@ def read_questions(path: str) -> list[str]:
 def cmd_ask(args) -> int:
     from .dates import date_range
     from .pipeline import Pipeline, answer_json
-    from .retrieve import Index
+    from .retrieve import open_store_index
 
     if (args.question is None) == (args.questions is None):
         raise RagError('give a question, or --questions FILE (not both)')
     settings = Settings.from_env(index=args.index, k=args.k, generator=args.generator,
-                                 llm_url=args.llm_url)
+                                 llm_url=args.llm_url, store=args.store)
     dates = {"since": args.since, "until": args.until}
     date_range(**dates)  # a malformed date is one error, before any question
-    pipeline = Pipeline(Index(settings.index, settings), settings.generator, k=settings.k)
+    pipeline = Pipeline(open_store_index(settings), settings.generator, k=settings.k)
     if args.questions:
         # Models load once for the whole batch; a bad question is reported in its own line.
         for q in read_questions(args.questions):
@@ -192,7 +198,7 @@ def cmd_eval(args) -> int:
             raise RagError("--corpus and --index go with --gold FILE (one set of your own); "
                            "the shipped sets use their own corpus and a cached index")
         sets = shipped_sets(args.set)
-    settings = Settings.from_env(llm_url=args.llm_url)
+    settings = Settings.from_env(llm_url=args.llm_url, store=args.store)
     generators = generator_names(args.generator, settings.generator)
     thresholds_path = Path(args.thresholds) if args.thresholds else DEFAULT_THRESHOLDS
     # an explicit --thresholds must exist; the default may be absent (no gate then)
@@ -375,9 +381,7 @@ def parser() -> argparse.ArgumentParser:
     ix.add_argument("--rebuild", action="store_true", help="re-embed everything from scratch")
     ix.add_argument("--embed-backend", choices=EMBED_BACKENDS,
                     help="embedding backend (default onnx-int8, or RAG_EMBED_BACKEND)")
-    ix.add_argument("--store", choices=STORE_KINDS,
-                    help="vector store: auto (default) is exact for small corpora and IVF for "
-                    "large ones; flat is always exact, hnsw/ivf approximate")
+    ix.add_argument("--store", choices=STORE_KINDS, help=STORE_HELP)
     ix.add_argument("--ray", action="store_true",
                     help="embed on Ray: a local Ray for the run, or the cluster at RAY_ADDRESS "
                     "(RAG_RAY_ACTORS, RAG_RAY_ACTOR_CPUS)")
@@ -389,6 +393,7 @@ def parser() -> argparse.ArgumentParser:
     se.add_argument("--k", type=int, help="number of passages (default 5, or RAG_K)")
     se.add_argument("--json", action="store_true", help="print JSON")
     date_options(se)
+    se.add_argument("--store", choices=STORE_KINDS, help=STORE_OPEN_HELP)
     se.set_defaults(func=cmd_search)
 
     ak = sub.add_parser("ask", help="answer a question with checked citations")
@@ -403,6 +408,7 @@ def parser() -> argparse.ArgumentParser:
                     "http://127.0.0.1:11434/v1 (or RAG_LLM_URL)")
     ak.add_argument("--json", action="store_true", help="print JSON")
     date_options(ak)
+    ak.add_argument("--store", choices=STORE_KINDS, help=STORE_OPEN_HELP)
     ak.set_defaults(func=cmd_ask)
 
     ev = sub.add_parser(
@@ -427,6 +433,8 @@ def parser() -> argparse.ArgumentParser:
                     help="first N items of each set for language-model generators "
                     "(extractive always answers all)")
     ev.add_argument("--json", action="store_true", help="print every figure as JSON")
+    ev.add_argument("--store", choices=STORE_KINDS, help="vector store of the sets' indexes "
+                    "(default flat, or RAG_STORE; milvus: see RAG_MILVUS_URI)")
     ev.add_argument("--no-gate", action="store_true", help="do not check the thresholds")
     ev.add_argument("--report", metavar="DIR", help="where report.md and report.png go "
                     "(default eval/)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from .errors import RagError
 BUNDLED_EMBEDDER = "bundled:all-MiniLM-L6-v2"
 
 EMBED_BACKENDS = ("onnx-int8", "torch")
-STORE_KINDS = ("auto", "flat", "hnsw", "ivf")  # auto: flat when small, ivf when large
+STORE_KINDS = ("auto", "flat", "hnsw", "ivf", "milvus")  # auto: flat when small, ivf when large
 #: ``auto`` builds an IVF index from this many chunks on, exact search below it (measured by
 #: bench/bench_index.py; see rag/store.py).
 AUTO_IVF_MIN = 20_000
@@ -65,6 +66,11 @@ class Settings:
     # bulk embedding on Ray (rag index --ray; see rag/bulk.py)
     ray_actors: int = 0  # embedding actors; 0: one per ray_actor_cpus cores of the cluster
     ray_actor_cpus: int = 1  # cores (and compute threads) per actor
+    # the Milvus store (store = "milvus"; see rag/milvus.py): a path ending in .db (Milvus Lite,
+    # default INDEX/milvus.db) or http://host:19530 (a server or cluster)
+    milvus_uri: str = ""
+    milvus_token: str = field(default="", repr=False)  # never printed
+    milvus_collection: str = "rag_news"  # the index's collections: NAME_chunks, NAME_articles...
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -98,6 +104,9 @@ class Settings:
             )
         if self.store_ivf_min < 1:
             raise RagError(f"store_ivf_min must be at least 1, got {self.store_ivf_min}")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", self.milvus_collection):
+            raise RagError(f"milvus_collection {self.milvus_collection!r} is not a Milvus "
+                           "collection name: use letters, digits and underscores")
         if self.k < 1:
             raise RagError(f"k must be at least 1, got {self.k}")
         if not 16 <= self.chunk_tokens:

@@ -36,6 +36,10 @@ class IndexDamagedError(IndexNotFoundError):
                          f"{self.folder}` to rebuild the index from the corpus")
 
 
+class IndexBusyError(RagError):
+    """Another writer is updating the index (a shared Milvus index refuses a second one)."""
+
+
 class IndexMismatchError(RagError):
     """The index was built with another embedder, chunker or format."""
 

@@ -4,6 +4,7 @@ versions the figures depend on."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -98,17 +99,22 @@ def open_set(s: EvalSet, settings, embedder):
     """Build or update the set's index (embedding only what changed) and open it; returns
     the :class:`rag.retrieve.Index` and the build's :class:`rag.index.IndexReport`."""
     from .index import build_index
-    from .retrieve import Index
+    from .retrieve import open_store_index
 
     folder = s.index_folder
     set_settings = replace(settings, corpus=Path(s.corpus), index=folder)
+    if settings.store == "milvus" and settings.milvus_uri:
+        # one shared Milvus database: each set in collections of its own
+        name = re.sub(r"\W", "_", s.name)
+        set_settings = replace(set_settings,
+                               milvus_collection=f"{settings.milvus_collection}_{name}")
     try:
         report = build_index(set_settings, embedder=embedder)
     except IndexMismatchError:
         if s.index:  # the user's own folder: never rebuilt behind their back
             raise
         report = build_index(set_settings, embedder=embedder, rebuild=True)
-    return Index(folder, set_settings, embedder=embedder), report
+    return open_store_index(set_settings, embedder=embedder, folder=folder), report
 
 
 def answer_items(pipeline, items: list[GoldItem], index=None, progress=None) -> list[ItemResult]:

@@ -149,8 +149,10 @@ def read_manifest(folder: Path) -> dict | None:
     return manifest
 
 
-def check_compatible(manifest: dict, settings: Settings, embedder_id: str, folder: Path) -> None:
-    """Refuse an index built with another format, embedder, chunker or store."""
+def manifest_mismatch(manifest: dict, settings: Settings,
+                      embedder_id: str) -> tuple[str, object, object] | None:
+    """The first of format, embedder, chunker and store where ``manifest`` differs from the
+    current settings, as (key, what the index has, what the settings want); None when none."""
     want = {
         "format_version": FORMAT_VERSION,
         "embedder": embedder_id,
@@ -165,13 +167,19 @@ def check_compatible(manifest: dict, settings: Settings, embedder_id: str, folde
     if settings.store == "auto" and "store_setting" not in manifest and have["store"] == "flat":
         have["store"] = "auto"
     have["chunker"] = {k: (manifest.get("chunker") or {}).get(k) for k in want["chunker"]}
-    for key, value in want.items():
-        if have[key] != value:
-            raise IndexMismatchError(
-                f"the index in {folder} was built with {key} {have[key]!r}, not {value!r}; "
-                f"run `rag index --rebuild --index {folder}` to rebuild it with the current "
-                "settings, or change the settings back"
-            )
+    return next(((key, have[key], value) for key, value in want.items() if have[key] != value),
+                None)
+
+
+def check_compatible(manifest: dict, settings: Settings, embedder_id: str, folder: Path) -> None:
+    """Refuse an index built with another format, embedder, chunker or store."""
+    if found := manifest_mismatch(manifest, settings, embedder_id):
+        key, have, want = found
+        raise IndexMismatchError(
+            f"the index in {folder} was built with {key} {have!r}, not {want!r}; "
+            f"run `rag index --rebuild --index {folder}` to rebuild it with the current "
+            "settings, or change the settings back"
+        )
 
 
 @contextmanager
@@ -286,10 +294,14 @@ def _file_sha(path: Path) -> str:
     return h.hexdigest()
 
 
-class _CorpusScan:
-    """The corpus as it is now: articles per file, re-parsing only files whose bytes changed."""
+class CorpusScan:
+    """The corpus as it is now: articles per file, re-parsing only files whose bytes changed.
 
-    def __init__(self, corpus: Path, old_files: dict, old_records: dict[str, ArticleRecord]):
+    ``old_files`` is the previous scan's ``files`` (corpus path -> sha and articles) and
+    ``indexed`` each indexed article's content hash: a file whose bytes and articles are
+    unchanged is not parsed again."""
+
+    def __init__(self, corpus: Path, old_files: dict, indexed: dict[str, str]):
         self.corpus = corpus
         self.files: dict[str, dict] = {}
         self.parsed: dict[str, Article] = {}
@@ -304,7 +316,7 @@ class _CorpusScan:
                 continue
             cached = old_files.get(rel)
             if cached and cached["sha"] == sha and all(
-                a["id"] in old_records and old_records[a["id"]].hash == a["hash"]
+                indexed.get(a["id"]) == a["hash"]
                 for a in cached["articles"]
             ):
                 entries = cached["articles"]
@@ -340,6 +352,76 @@ class _CorpusScan:
         return self.parsed[article_id]
 
 
+@dataclass
+class CorpusDiff:
+    """What an update must do to bring an index up to date with the corpus, by article id:
+    ``wanted`` maps each article to index to its (content hash, corpus path); ``order`` lists
+    them in corpus order; ``duplicates`` are copies left out (``{"path", "duplicate_of"}``)."""
+
+    scan: CorpusScan
+    wanted: dict[str, tuple[str, str]]
+    order: list[str]
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    duplicates: list[dict]
+    #: each removed article's (content hash, corpus path) as last indexed
+    was: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def report(self, repaired: str = "") -> IndexReport:
+        """An :class:`IndexReport` with this diff's counts (articles and chunks left to fill)
+        and its changes, as the audit trail records them."""
+        return IndexReport(
+            added=len(self.added), updated=len(self.changed), removed=len(self.removed),
+            unchanged=len(self.wanted) - len(self.added) - len(self.changed),
+            duplicates=self.duplicates, skipped=[asdict(s) for s in self.scan.skipped],
+            repaired=repaired, changes=self.changes())
+
+    def changes(self) -> list[dict]:
+        def change(action: str, aid: str, h: str, rel: str) -> dict:
+            return {"action": action, "file": rel, "article_id": aid, "hash": h}
+
+        return ([change("remove", a, *self.was.get(a, ("", ""))) for a in self.removed]
+                + [change("update", a, *self.wanted[a]) for a in self.changed]
+                + [change("add", a, *self.wanted[a]) for a in self.added])
+
+
+def diff_corpus(corpus: Path, old_files: dict, indexed: dict[str, str]) -> CorpusDiff:
+    """Compare the corpus folder with an index holding ``indexed`` (article id -> content
+    hash); ``old_files`` is the last scan's ``files`` (see :class:`CorpusScan`).
+    :class:`CorpusError` when the corpus has no readable article."""
+    now = CorpusScan(corpus, old_files, indexed)
+    if not now.order:
+        raise CorpusError(
+            f"no readable article in {corpus}; add .txt, .md, .html, .json or .jsonl files"
+        )
+    # One copy per distinct content: an article already indexed keeps its place while it
+    # still holds that content; other copies are reported as duplicates and not indexed.
+    keepers = {h: aid for aid, h in indexed.items()}
+    current = {(aid, h) for aid, h, _ in now.order}
+    canonical: dict[str, tuple[str, str]] = {}
+    for aid, h, rel in now.order:
+        keeper = keepers.get(h)
+        if h in canonical or (keeper not in (None, aid) and (keeper, h) in current):
+            continue
+        canonical[h] = (aid, rel)
+    wanted = {aid: (h, rel) for h, (aid, rel) in canonical.items()}
+    duplicates = [
+        {"path": rel, "duplicate_of": canonical[h][1]}
+        for aid, h, rel in now.order
+        if wanted.get(aid, ("",))[0] != h
+    ]
+    return CorpusDiff(
+        scan=now, wanted=wanted,
+        order=[aid for aid, _, _ in now.order if aid in wanted],
+        added=[aid for aid in wanted if aid not in indexed],
+        changed=[aid for aid in wanted if aid in indexed and indexed[aid] != wanted[aid][0]],
+        removed=[aid for aid in indexed if aid not in wanted],
+        duplicates=duplicates,
+        was={a["id"]: (a["hash"], rel) for rel, f in old_files.items() for a in f["articles"]
+             if a["id"] in indexed and a["id"] not in wanted})
+
+
 class IndexWriter:
     """Brings an index folder up to date with a corpus folder."""
 
@@ -371,7 +453,7 @@ class IndexWriter:
         with locked(folder):
             report = self._update(folder, corpus, rebuild)
             # after the manifest: the log records what an index holds, never a failed attempt
-            AuditLog(folder).record(self.actor, report.changes)
+            AuditLog.of(self.settings).record(self.actor, report.changes)
         report.seconds = round(time.perf_counter() - t0, 3)
         return report
 
@@ -396,42 +478,11 @@ class IndexWriter:
             records, store = {}, FaissStore(emb.dim, self.settings.store)
         store.auto_ivf_min = self.settings.store_ivf_min
 
-        now = _CorpusScan(corpus, (manifest or {}).get("sources", {}), records)
-        if not now.order:
-            raise CorpusError(
-                f"no readable article in {corpus}; add .txt, .md, .html, .json or .jsonl files"
-            )
-        report = IndexReport(skipped=[asdict(s) for s in now.skipped], repaired=repaired)
-
-        # One copy per distinct content: an article already indexed keeps its place while it
-        # still holds that content; other copies are reported as duplicates and not indexed.
-        keepers = {r.hash: r.id for r in records.values()}
-        current = {(aid, h) for aid, h, _ in now.order}
-        canonical: dict[str, tuple[str, str]] = {}
-        for aid, h, rel in now.order:
-            keeper = keepers.get(h)
-            if h in canonical or (keeper not in (None, aid) and (keeper, h) in current):
-                continue
-            canonical[h] = (aid, rel)
-        wanted = {aid: (h, rel) for h, (aid, rel) in canonical.items()}
-        report.duplicates = [
-            {"path": rel, "duplicate_of": canonical[h][1]}
-            for aid, h, rel in now.order
-            if wanted.get(aid, ("",))[0] != h
-        ]
-
-        removed = [aid for aid in records if aid not in wanted]
-        changed = [aid for aid in wanted if aid in records and records[aid].hash != wanted[aid][0]]
-        added = [aid for aid in wanted if aid not in records]
-        report.added, report.updated, report.removed = len(added), len(changed), len(removed)
-        report.unchanged = len(wanted) - len(added) - len(changed)
-        report.changes = (
-            [{"action": "remove", "file": records[a].path, "article_id": a,
-              "hash": records[a].hash} for a in removed]
-            + [{"action": "update", "file": wanted[a][1], "article_id": a, "hash": wanted[a][0]}
-               for a in changed]
-            + [{"action": "add", "file": wanted[a][1], "article_id": a, "hash": wanted[a][0]}
-               for a in added])
+        diff = diff_corpus(corpus, (manifest or {}).get("sources", {}),
+                           {aid: r.hash for aid, r in records.items()})
+        now, wanted, removed, changed, added = (diff.scan, diff.wanted, diff.removed,
+                                                diff.changed, diff.added)
+        report = diff.report(repaired)
 
         stale = [vid for aid in removed + changed for (_, _, vid) in records[aid].chunks]
         store.remove(np.array(stale, np.int64))
@@ -463,7 +514,7 @@ class IndexWriter:
         if pending:
             embed_pending()
 
-        order = [aid for aid, _, _ in now.order if aid in wanted]
+        order = diff.order
         report.articles = len(order)
         report.chunks = sum(len(records[a].chunks) for a in order)
         sources = now.files
@@ -545,9 +596,23 @@ def _remove_other_generations(folder: Path, generation: int) -> None:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
+def index_writer(settings: Settings, embedder=None, progress: bool = False, wait: float = 0.0,
+                 actor: Actor = CLI):
+    """The writer for the index ``settings`` name: :class:`rag.milvus.MilvusWriter` when
+    ``settings.store`` is ``milvus`` (``wait``: seconds to wait for another writer before
+    refusing), else :class:`IndexWriter` (which waits for the folder's lock). Both have
+    ``update(rebuild=False) -> IndexReport``."""
+    if settings.store == "milvus":
+        from .milvus import MilvusWriter
+
+        return MilvusWriter(settings, embedder, progress, wait=wait, actor=actor)
+    return IndexWriter(settings, embedder, progress, actor)
+
+
 def build_index(settings: Settings | None = None, embedder=None, rebuild: bool = False,
                 progress: bool = False, actor: Actor = CLI, ray: bool = False) -> IndexReport:
-    """Index ``settings.corpus`` into ``settings.index``, embedding only what changed;
+    """Index ``settings.corpus`` into ``settings.index`` (or the Milvus index, with
+    ``store="milvus"``), embedding only what changed;
     ``actor`` is who is recorded in the audit trail for each change. With ``ray``, the
     passages are embedded on Ray (a local Ray for the run, or ``RAY_ADDRESS``)."""
     settings = settings or Settings.from_env()
@@ -560,7 +625,7 @@ def build_index(settings: Settings | None = None, embedder=None, rebuild: bool =
         session = RaySession()  # started by the first passage to embed, not before
         embedder = ray_embedder(settings, embedder, session)
     try:
-        return IndexWriter(settings, embedder, progress, actor).update(rebuild=rebuild)
+        return index_writer(settings, embedder, progress, actor=actor).update(rebuild=rebuild)
     except RagError:
         raise
     except OSError as e:

@@ -39,7 +39,7 @@ from .reader import (
     Sentence,
     in_question,
 )
-from .retrieve import Index
+from .retrieve import Index, open_store_index
 from .spans import find_spans
 from .types import Answer, Citation, Hit, ShortAnswer
 
@@ -94,7 +94,7 @@ class Pipeline:
     @classmethod
     def open(cls, folder=None, generator: str | None = None, **settings) -> Pipeline:
         s = Settings.from_env(**settings)
-        return cls(Index(folder or s.index, s), generator or s.generator, k=s.k)
+        return cls(open_store_index(s, folder=folder), generator or s.generator, k=s.k)
 
     @property
     def generator(self):
@@ -414,11 +414,12 @@ def ask(question: str, history: Sequence[dict] = (), *, index=None, generator: s
         a.short_answer.text, a.citations[0].quote, a.abstained
     """
     settings = Settings.from_env(index=index, generator=generator, k=k)
-    key = (str(settings.index), settings.generator, settings.k)
+    key = (str(settings.index), settings.store, settings.milvus_uri, settings.milvus_collection,
+           settings.generator, settings.k)
     with _PIPELINES_LOCK:
         pipeline = _PIPELINES.get(key)
         if pipeline is None:
-            pipeline = Pipeline(Index(settings.index, settings), settings.generator,
+            pipeline = Pipeline(open_store_index(settings), settings.generator,
                                 k=settings.k)
             _PIPELINES[key] = pipeline
         _PIPELINES.move_to_end(key)

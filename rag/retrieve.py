@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,44 @@ log = logging.getLogger(__name__)
 RRF_K = 60
 CANDIDATES = 50  # per retriever, before fusion
 NEWS_WEIGHT = 0.02  # a passage matching every anchor gains about one rank-1 RRF share
+
+@dataclass(frozen=True)
+class Candidate:
+    """A passage a retriever found, before the news-aware boost: its fused retrieval
+    score (reciprocal rank fusion), its cosine similarity to the question when known, its
+    BM25 score when BM25 found it, and ``key``, the store's own id for it."""
+
+    chunk: Chunk
+    article: dict[str, str]
+    fused: float
+    dense: float | None = None
+    bm25: float | None = None
+    key: object = None
+
+
+def rank_hits(question: Question, candidates: list[Candidate], k: int, *, news: bool = True,
+              dense=None) -> tuple[Hit, ...]:
+    """The ``k`` best of ``candidates`` as :class:`Hit` s, best first: each fused score plus
+    the news-aware boost (the question's years, figures and names found in the passage, or in
+    its article's title and date). ``dense(candidate)`` gives the cosine similarity of a
+    kept candidate that has none (only those are asked). Every store ranks this way."""
+    found = compile_anchors(question.anchors) if news else ()
+    scored = []
+    for c in candidates:
+        boost = 0.0
+        if found:
+            meta = c.article
+            boost = NEWS_WEIGHT * anchor_match(found, c.chunk.text,
+                                               f"{meta.get('title', '')}\n{meta.get('date', '')}")
+        scored.append((c.fused + boost, boost, c))
+    scored.sort(key=lambda x: -x[0])
+    hits = []
+    for rank, (score, boost, c) in enumerate(scored[:k], 1):
+        cosine = c.dense if c.dense is not None or dense is None else dense(c)
+        hits.append(Hit(chunk=c.chunk, article=c.article, score=score, dense=cosine,
+                        bm25=c.bm25, boost=boost, rank=rank))
+    return tuple(hits)
+
 
 class Index:
     """An opened index that answers ``search(question, k)`` with ranked :class:`Hit` s.
@@ -282,8 +320,20 @@ class Index:
                 "embedder": m["embedder"], "store": m["store"], "updated_at": m["updated_at"]}
 
 
+def open_store_index(settings: Settings, embedder=None, folder: str | Path | None = None):
+    """The index ``settings`` name, opened for searching: the Milvus index
+    (:class:`rag.milvus.MilvusIndex`) when ``settings.store`` is ``milvus``, else the index
+    folder (``folder``, default ``settings.index``). Both answer the same calls."""
+    if settings.store == "milvus":
+        from .milvus import MilvusIndex
+
+        return MilvusIndex(settings, embedder=embedder)
+    return Index(folder if folder is not None else settings.index, settings, embedder=embedder)
+
+
 def open_index(folder: str | Path | None = None, **settings) -> Index:
-    """Open the index in ``folder`` (default ``index/`` or ``RAG_INDEX``) for searching.
+    """Open the index in ``folder`` (default ``index/`` or ``RAG_INDEX``; with
+    ``store="milvus"``, the Milvus index of ``RAG_MILVUS_URI``) for searching.
 
     Use::
 
@@ -291,6 +341,6 @@ def open_index(folder: str | Path | None = None, **settings) -> Index:
 
         hits = open_index("index").search("Who leads SenseTime?", k=3)
     """
-    return Index(folder, Settings.from_env(**settings))
+    return open_store_index(Settings.from_env(**settings), folder=folder)
 
 

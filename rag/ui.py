@@ -30,11 +30,11 @@ from .audit import Actor, AuditLog
 from .config import Settings
 from .corpus import safe_name, save_new
 from .errors import CorpusError, RagError, first_line
-from .index import IndexReport, IndexWriter, read_manifest
+from .index import IndexReport, index_writer
 from .limits import Limits
 from .load import SUFFIXES
 from .pipeline import Pipeline
-from .retrieve import Index
+from .retrieve import open_store_index
 from .types import Answer
 from .users import User, UsersFile
 
@@ -50,6 +50,8 @@ DEFAULT_PORT = 7860
 #: Uploads larger than this are refused with a message (RAG_MAX_UPLOAD_MB overrides it).
 MAX_UPLOAD_MB = 5.0
 MAX_K = 20
+#: How long an upload waits for another server's update of a shared index before giving up.
+WRITER_WAIT_S = 60.0
 EXAMPLES = 3
 CORPUS_COLUMNS = ["title", "date", "source", "file", "passages", "added by", "added"]
 
@@ -221,8 +223,8 @@ class Library:
         if users is not None:
             users.users()  # a missing or malformed file is an error at start, not at sign-in
         self.limits = Limits(self.settings)
-        self.audit = AuditLog(self.settings.index)
-        self.index = Index(self.settings.index, self.settings, embedder=embedder)
+        self.audit = AuditLog.of(self.settings)
+        self.index = open_store_index(self.settings, embedder=embedder)
         self._pipelines: dict[str, Pipeline] = {}
         self._pipelines_lock = threading.Lock()
         self._generators: list[str] | None = None
@@ -439,15 +441,17 @@ class Library:
         return lines
 
     def _update(self, actor: Actor) -> IndexReport:
-        # the index's own settings: the embedding backend and store it was built with
-        return IndexWriter(self.index.settings, embedder=self.index.embedder,
-                           actor=actor).update()
+        # the index's own settings: the embedding backend and store it was built with; a
+        # shared (Milvus) index another server is writing to is waited for a while
+        return index_writer(self.index.settings, embedder=self.index.embedder,
+                            wait=WRITER_WAIT_S, actor=actor).update()
 
     def _passages_by_path(self) -> dict[str, int]:
-        """Indexed passages per corpus file, from the index folder's current manifest."""
+        """Indexed passages per corpus file, as the index holds them now."""
+        self.index.reload()
         counts: dict[str, int] = {}
-        for a in (read_manifest(Path(self.settings.index)) or {}).get("articles", {}).values():
-            counts[a["path"]] = counts.get(a["path"], 0) + a["chunks"]
+        for a in self.index.articles:
+            counts[a.path] = counts.get(a.path, 0) + len(a.chunks)
         return counts
 
     def corpus_summary(self) -> str:

@@ -41,7 +41,7 @@ from .config import Settings
 from .corpus import replace_text, safe_name, write_new
 from .errors import RagError, first_line
 from .fetch import FEED_TYPES, HTML_TYPES, Fetcher, FetchError, Page
-from .index import IndexReport, IndexWriter
+from .index import IndexReport, index_writer
 from .load import SkipFile, parse_html, parse_text
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,7 @@ class Clipper:
         fails, every file is put back as it was and the error raised."""
         if not self.changed():
             return None, {}
-        writer = IndexWriter(self.settings, embedder=embedder, actor=actor)
+        writer = index_writer(self.settings, embedder=embedder, actor=actor)
         try:
             report = writer.update()
         except Exception:
