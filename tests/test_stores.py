@@ -22,6 +22,7 @@ from conftest import SEED_CORPUS, FakeEmbedder, fake_settings
 
 import rag.index
 import rag.milvus
+from rag.audit import Actor, AuditLog
 from rag.config import Settings
 from rag.errors import IndexBusyError, IndexMismatchError, IndexNotFoundError, RagError
 from rag.index import build_index, read_manifest
@@ -227,6 +228,26 @@ def test_update_remove_and_duplicates(settings, corpus, fake_embedder):
                for h in index.search("Orchard growers apple trees harvest", k=10))
     assert index.stats()["articles"] == 4 and index.stats()["chunks"] == report.chunks
     check_consistent(index)
+
+
+def test_the_audit_trail_records_each_change_once(settings, corpus, fake_embedder):
+    """Each store's writer appends what it changed, with the actor, to the audit log: in the
+    index folder for the local store, beside the corpus for Milvus (shared by its servers)."""
+    build_index(settings, embedder=fake_embedder)
+    write_topic(corpus, "harbor.txt", version=2)
+    (corpus / "orchard.txt").unlink()
+    build_index(settings, embedder=fake_embedder, actor=Actor("ana", "upload"))
+    build_index(settings, embedder=fake_embedder)  # nothing changed: nothing recorded
+    log = AuditLog.of(settings)
+    assert log.path == (Path(settings.corpus) / ".audit.jsonl" if settings.store == "milvus"
+                        else Path(settings.index) / "audit.jsonl")
+    entries = [(e["user"], e["via"], e["action"], e["file"]) for e in log.entries()]
+    assert sorted(entries[:4]) == sorted(("cli", "index", "add", f) for f in TOPICS)
+    assert entries[4:] == [("ana", "upload", "remove", "orchard.txt"),
+                           ("ana", "upload", "update", "harbor.txt")]
+    index = open_store_index(settings, embedder=fake_embedder)
+    harbor = next(a for a in index.articles if a.path == "harbor.txt")
+    assert log.latest()[harbor.id]["hash"] == harbor.hash
 
 
 def test_a_run_with_no_change_writes_nothing(settings, fake_embedder, monkeypatch):
