@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                         "GRADIO_SERVER_PORT, or 7860)")
     parser.add_argument("--corpus", help="articles folder (default corpus/ or RAG_CORPUS)")
     parser.add_argument("--index", help="index folder (default index/ or RAG_INDEX)")
-    parser.add_argument("--generator", help="answer generator (default extractive or RAG_GENERATOR)")
+    parser.add_argument("--generator",
+                        help="answer generator (default extractive or RAG_GENERATOR)")
     parser.add_argument("--store", choices=STORE_KINDS,
                         help="vector store of a new index (default auto or RAG_STORE); milvus: "
                         "the Milvus database of RAG_MILVUS_URI, which several servers can share")

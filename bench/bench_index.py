@@ -155,8 +155,8 @@ def throughput(tmp: Path, n_articles: int) -> dict:
     """Build the same corpus with each backend; compare with raw ST encode of its chunks."""
     from sentence_transformers import SentenceTransformer
 
-    from rag.embed import resolve_model
     from rag.config import BUNDLED_EMBEDDER
+    from rag.embed import resolve_model
 
     corpus = tmp / "throughput-corpus"
     write_corpus(corpus, n_articles, (3, 9), seed=1)

@@ -2,9 +2,9 @@
 
 Kept with the index as ``audit.jsonl`` in the index folder; with the Milvus store, whose index
 folder is not shared between servers, as ``.audit.jsonl`` in the corpus folder (which they
-share, and whose hidden files are never indexed). Lines are appended under a file lock with one write
-each, so several chat servers and ``rag index`` on the same index never interleave, and the log
-outlives restarts and index generations. Each line::
+share, and whose hidden files are never indexed). Lines are appended under a file lock with one
+write each, so several chat servers and ``rag index`` on the same index never interleave, and
+the log outlives restarts and index generations. Each line::
 
     {"time": "2026-11-27T21:40:03+00:00", "user": "ana", "action": "add", "via": "upload",
      "file": "harbor-robotics.txt", "article_id": "1f0c...", "hash": "9be2..."}

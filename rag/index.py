@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .audit import CLI, Actor, AuditLog
 from .chunk import CHUNKER_VERSION, chunk_spans
 from .config import Settings
 from .errors import CorpusError, IndexDamagedError, IndexMismatchError, RagError, first_line
 from .load import Skipped, load_file, scan
-from .audit import CLI, Actor, AuditLog
 from .store import FaissStore
 from .types import Article
 

@@ -123,8 +123,9 @@ class UsersFile:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            raise UsersFileError(f"users file {self.path} does not exist; create it with "
-                                 f"`rag users add NAME --role editor --users {self.path}`") from None
+            raise UsersFileError(
+                f"users file {self.path} does not exist; create it with "
+                f"`rag users add NAME --role editor --users {self.path}`") from None
         seen = (st.st_ino, st.st_mtime_ns, st.st_size)
         with self._lock:
             if seen != self._seen:
