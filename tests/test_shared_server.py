@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SEED_ARTICLE
-from test_ui_browser import ALIBABA, CHROMIUM, CHROMIUM_ARGS, HARBOUR, Page, free_port
+from test_ui_browser import ALIBABA, HARBOUR, Page, free_port
 
 from rag import Settings, build_index
 from rag.audit import AuditLog
@@ -124,18 +124,6 @@ def test_the_server_keeps_the_last_turns_of_a_chat_and_numbers_on(server):
 
 
 # -- the page -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: run `apt-get install -y chromium` (.ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _signed_page(browser, url, user) -> Page:

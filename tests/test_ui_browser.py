@@ -21,9 +21,6 @@ from rag.ui import Library, launch
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ALIBABA = "How much did the Alibaba-led group invest in SenseTime?"
 HARBOUR = ("---\ntitle: Velmora approves ferry terminal\ndate: 2026-03-01\n"
            "url: https://news.example.org/velmora-ferry\n---\n\n"
@@ -99,18 +96,6 @@ def server(real_embedder, tmp_path_factory):
     app.close()
     models.__exit__()
     news.__exit__()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: run `apt-get install -y chromium` (.ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Page:
