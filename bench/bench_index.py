@@ -344,8 +344,8 @@ def vectors_child(kind: str, n: int, tmp: Path) -> None:
             index = faiss.IndexIVFScalarQuantizer(quantizer, VECTOR_DIM, nlist,
                                                   faiss.ScalarQuantizer.QT_8bit,
                                                   faiss.METRIC_INNER_PRODUCT)
-        # the first vectors are as random as any: 100 a list, as FAISS samples at most 256
-        train = min(n, 100 * nlist)
+        # the first vectors are as random as any: 39 a list, the least FAISS asks for
+        train = min(n, 39 * nlist)
         index.train(np.vstack([synthetic_block(1, s, min(VECTOR_BLOCK, train - s), topics(n))
                                for s in range(0, train, VECTOR_BLOCK)]))
         index.nprobe = ivf_probes(nlist)
