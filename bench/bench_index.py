@@ -284,7 +284,7 @@ VECTOR_DIM = 384
 VECTOR_BLOCK = 50_000
 
 
-def synthetic_block(seed: int, start: int, n: int, clusters: int = 2_000) -> np.ndarray:
+def synthetic_block(seed: int, start: int, n: int, clusters: int) -> np.ndarray:
     """Vectors ``start .. start + n`` of a fixed synthetic set: unit vectors around random
     centres (as text embeddings bunch by topic), generated block by block so that a million
     of them never sit in memory twice."""
@@ -293,6 +293,11 @@ def synthetic_block(seed: int, start: int, n: int, clusters: int = 2_000) -> np.
     rng = np.random.default_rng((seed, start))
     v = centres[rng.integers(clusters, size=n)] + rng.normal(0, 0.06, (n, VECTOR_DIM))
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def topics(n: int) -> int:
+    """Clusters in a synthetic set of ``n`` vectors: about 500 vectors a topic."""
+    return max(10, n // 500)
 
 
 def rss_mb() -> float:
@@ -307,7 +312,7 @@ def vector_truth(n: int, queries: np.ndarray, k: int = 10) -> np.ndarray:
     best_s = np.full((len(queries), k), -np.inf, np.float32)
     best_i = np.zeros((len(queries), k), np.int64)
     for start in range(0, n, VECTOR_BLOCK):
-        block = synthetic_block(1, start, min(VECTOR_BLOCK, n - start))
+        block = synthetic_block(1, start, min(VECTOR_BLOCK, n - start), topics(n))
         s = queries @ block.T
         i = np.broadcast_to(np.arange(start, start + len(block)), s.shape)
         s, i = np.hstack([best_s, s]), np.hstack([best_i, i])
@@ -339,13 +344,13 @@ def vectors_child(kind: str, n: int, tmp: Path) -> None:
             index = faiss.IndexIVFScalarQuantizer(quantizer, VECTOR_DIM, nlist,
                                                   faiss.ScalarQuantizer.QT_8bit,
                                                   faiss.METRIC_INNER_PRODUCT)
-        sample = np.vstack([synthetic_block(1, s, min(VECTOR_BLOCK, n - s))[::4]
-                            for s in range(0, n, VECTOR_BLOCK)][:40])  # up to 500k points
-        index.train(sample[: max(39 * nlist, 256)])
-        del sample
+        # the first vectors are as random as any: 39 a list, the least FAISS asks for
+        train = min(n, 39 * nlist)
+        index.train(np.vstack([synthetic_block(1, s, min(VECTOR_BLOCK, train - s), topics(n))
+                               for s in range(0, train, VECTOR_BLOCK)]))
         index.nprobe = ivf_probes(nlist)
     for start in range(0, n, VECTOR_BLOCK):
-        index.add(synthetic_block(1, start, min(VECTOR_BLOCK, n - start)))
+        index.add(synthetic_block(1, start, min(VECTOR_BLOCK, n - start), topics(n)))
     build = time.perf_counter() - t
     after = rss_mb()
     faiss.omp_set_num_threads(FAISS_THREADS)
@@ -369,7 +374,7 @@ def vectors_child(kind: str, n: int, tmp: Path) -> None:
 def vectors_run(n: int, tmp: Path, n_queries: int = 200) -> dict:
     """Exact, IVF and IVF-SQ8 over ``n`` synthetic clustered vectors, each in its own process."""
     qrng = np.random.default_rng(99)
-    queries = synthetic_block(1, 10**9, n_queries)  # fresh points around the same centres
+    queries = synthetic_block(1, 10**9, n_queries, topics(n))  # new points, same centres
     queries = queries[qrng.permutation(n_queries)]
     np.save(tmp / "queries.npy", queries)
     t = time.perf_counter()

@@ -16,7 +16,7 @@ EMBED_BACKENDS = ("onnx-int8", "torch")
 STORE_KINDS = ("auto", "flat", "hnsw", "ivf", "milvus")  # auto: flat when small, ivf when large
 #: ``auto`` builds an IVF index from this many chunks on, exact search below it (measured by
 #: bench/bench_index.py; see rag/store.py).
-AUTO_IVF_MIN = 20_000
+AUTO_IVF_MIN = 10_000
 
 
 def cache_dir() -> Path:

@@ -27,9 +27,12 @@ KINDS = ("auto", "flat", "hnsw", "ivf")
 #: IVF lists: about ``IVF_LISTS_PER_ROOT * sqrt(n)`` of them (at least ~39 training points a
 #: list, as FAISS wants), probing ``IVF_PROBE_SHARE`` of them and at least ``IVF_MIN_NPROBE``
 #: (all of them in a small store: probing nlist // 16 alone meant 1 of 25 lists at 1,000
-#: vectors, recall@10 about 0.2).
-IVF_LISTS_PER_ROOT = 1.0
-IVF_PROBE_SHARE = 0.1
+#: vectors, recall@10 about 0.2). Chosen on 50,000 real passage vectors and the 784 gold-set
+#: questions: 894 lists probed 128 at a time gave recall@10 0.995 against exact search in
+#: 1.2 ms (exact: 10.3 ms, machine shared); probing 96 gave 0.989, and 447 lists needed 96
+#: probes (1.5 ms) for 0.997.
+IVF_LISTS_PER_ROOT = 4.0
+IVF_PROBE_SHARE = 1 / 7
 IVF_MIN_NPROBE = 32
 #: A filtered search scores the allowed vectors one by one when there are at most this many
 #: (exact, and cheaper than a FAISS pass that skips the others).
@@ -87,8 +90,8 @@ class FaissStore:
     picks ``flat`` or ``ivf`` by size whenever the index is built). ``flat`` rebuilds its
     index from the arrays on load and on removal (a copy). HNSW cannot delete in place, so
     removal rebuilds its graph; IVF retrains its coarse quantizer (and picks its number of
-    lists again) when the store has doubled since training, or on removal; ``auto`` also
-    rebuilds when it crosses ``auto_ivf_min``.
+    lists again) when the store has doubled since training or halved on removal (other
+    removals refill the same lists); ``auto`` also rebuilds when it crosses ``auto_ivf_min``.
     """
 
     def __init__(self, dim: int, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 96,
@@ -157,7 +160,13 @@ class FaissStore:
             return
         self.ids = self.ids[keep]
         self.vectors = np.ascontiguousarray(self.vectors[keep])
-        self._build()
+        if (self.index is not None and self.index_kind == "ivf" == self._kind_for(len(self))
+                and 2 * len(self) >= self._trained_on and len(self)):
+            # the same lists still fit: refill them rather than train again (seconds at 50k)
+            self.index.reset()
+            self.index.add(self.vectors)
+        else:
+            self._build()
 
     def search(self, query: np.ndarray, k: int,
                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
