@@ -87,6 +87,10 @@ CHUNK_FIELDS = ("vid", "article_id", "hash", "ordinal", "start", "end", "text", 
 ARTICLE_FIELDS = ("article_id", "part", "parts", "seq", "hash", "chunks", "text", "extra",
                   *META_FIELDS)
 ARTICLE_TEXT_CACHE = 256
+#: No keepalive pings on an idle connection: Milvus Lite's gRPC server (in process, or
+#: `milvus-lite server`) counts pymilvus's default pings (every 10 s) as abuse and closes the
+#: connection ("too_many_pings"), which a long-lived chat server would then find broken.
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 
 
 # -- dates ----------------------------------------------------------------------------------------
@@ -215,7 +219,7 @@ class Milvus:
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
         with self.errors("connect to"), _to_debug("milvus_lite.server_manager"):
             self.client = pymilvus.MilvusClient(uri=self.uri, token=settings.milvus_token,
-                                                timeout=10)
+                                                timeout=10, grpc_options=GRPC_OPTIONS)
 
     @contextmanager
     def errors(self, doing: str) -> Iterator[None]:
