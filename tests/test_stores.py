@@ -25,7 +25,7 @@ import rag.milvus
 from rag.config import Settings
 from rag.errors import IndexBusyError, IndexMismatchError, IndexNotFoundError, RagError
 from rag.index import build_index, read_manifest
-from rag.milvus import Milvus, WriterLease
+from rag.milvus import GRPC_OPTIONS, Milvus, WriterLease
 from rag.pipeline import Pipeline
 from rag.retrieve import open_store_index
 
@@ -77,7 +77,7 @@ def wait_for_milvus(uri: str, proc: subprocess.Popen, log: Path, seconds: float 
         if proc.poll() is not None:
             raise RuntimeError(f"milvus-lite server exited: {log.read_text()[-2000:]}")
         try:
-            MilvusClient(uri=uri, timeout=2).list_collections()
+            MilvusClient(uri=uri, timeout=2, grpc_options=GRPC_OPTIONS).list_collections()
             return
         except Exception:  # noqa: BLE001 - not up yet
             if time.monotonic() > deadline:
