@@ -207,6 +207,7 @@ class Milvus:
         name = settings.milvus_collection
         self.chunks, self.articles, self.meta = f"{name}_chunks", f"{name}_articles", f"{name}_meta"
         self.where = f"{self.uri} (collection {name})"
+        self._loaded = False
         try:
             import pymilvus
         except ImportError:
@@ -246,8 +247,17 @@ class Milvus:
     # -- collections ------------------------------------------------------------------------
 
     def exists(self) -> bool:
+        """Whether the index's collections exist; the first time they do, they are loaded
+        (a Milvus restarted, or a Milvus Lite file opened again, has them released)."""
         with self.errors("read"):
-            return self.client.has_collection(self.meta)
+            if not self.client.has_collection(self.meta):
+                return False
+            if not self._loaded:
+                for name in (self.chunks, self.articles, self.meta):
+                    if self.client.has_collection(name):
+                        self.client.load_collection(name)
+                self._loaded = True
+            return True
 
     def create(self, dim: int) -> None:
         """Create the three collections (those missing) for vectors of ``dim`` dimensions."""
