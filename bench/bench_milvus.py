@@ -37,6 +37,7 @@ from bench_index import QUESTIONS, write_corpus  # noqa: E402
 from rag import Settings, build_index  # noqa: E402
 from rag.embed import load_embedder  # noqa: E402
 from rag.gold import load_gold  # noqa: E402
+from rag.milvus import GRPC_OPTIONS  # noqa: E402
 from rag.retrieve import open_store_index  # noqa: E402
 from rag.scoring import retrieval_metrics  # noqa: E402
 
@@ -109,7 +110,7 @@ def start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
     uri = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
-            MilvusClient(uri=uri, timeout=2).list_collections()
+            MilvusClient(uri=uri, timeout=2, grpc_options=GRPC_OPTIONS).list_collections()
             return proc, uri
         except Exception:  # noqa: BLE001 - not up yet
             time.sleep(0.3)

@@ -68,6 +68,8 @@ def start_milvus(tmp: Path) -> tuple[subprocess.Popen, str]:
     """A ``milvus-lite server`` on a free port of 127.0.0.1: the index the chat servers share."""
     from pymilvus import MilvusClient
 
+    from rag.milvus import GRPC_OPTIONS
+
     port = free_port()
     exe = Path(sys.executable).with_name("milvus-lite")
     proc = subprocess.Popen([str(exe) if exe.exists() else "milvus-lite", "server", "--host",
@@ -77,7 +79,7 @@ def start_milvus(tmp: Path) -> tuple[subprocess.Popen, str]:
     deadline = time.time() + 60
     while True:
         try:
-            MilvusClient(uri=uri, timeout=2).list_collections()
+            MilvusClient(uri=uri, timeout=2, grpc_options=GRPC_OPTIONS).list_collections()
             return proc, uri
         except Exception:  # noqa: BLE001 - not up yet
             if proc.poll() is not None or time.time() > deadline:

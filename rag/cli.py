@@ -51,8 +51,13 @@ def cmd_index(args) -> int:
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
         return 0
+    where = settings.index
+    if settings.store == "milvus":
+        from .milvus import milvus_uri
+
+        where = f"Milvus at {milvus_uri(settings)} (collection {settings.milvus_collection})"
     print(
-        f"{report.articles} articles, {report.chunks} chunks in {settings.index} "
+        f"{report.articles} articles, {report.chunks} chunks in {where} "
         f"({report.added} added, {report.updated} updated, {report.removed} removed, "
         f"{report.unchanged} unchanged; {report.embedded} chunks embedded in {report.seconds} s)"
     )

@@ -88,6 +88,10 @@ CHUNK_FIELDS = ("vid", "article_id", "hash", "ordinal", "start", "end", "text", 
 ARTICLE_FIELDS = ("article_id", "part", "parts", "seq", "hash", "chunks", "text", "extra",
                   *META_FIELDS)
 ARTICLE_TEXT_CACHE = 256
+#: No keepalive pings on an idle connection: Milvus Lite's gRPC server (in process, or
+#: `milvus-lite server`) counts pymilvus's default pings (every 10 s) as abuse and closes the
+#: connection ("too_many_pings"), which a long-lived chat server would then find broken.
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 
 
 # -- dates ----------------------------------------------------------------------------------------
@@ -204,6 +208,7 @@ class Milvus:
         name = settings.milvus_collection
         self.chunks, self.articles, self.meta = f"{name}_chunks", f"{name}_articles", f"{name}_meta"
         self.where = f"{self.uri} (collection {name})"
+        self._loaded = False
         try:
             import pymilvus
         except ImportError:
@@ -216,7 +221,7 @@ class Milvus:
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
         with self.errors("connect to"), _to_debug("milvus_lite.server_manager"):
             self.client = pymilvus.MilvusClient(uri=self.uri, token=settings.milvus_token,
-                                                timeout=10)
+                                                timeout=10, grpc_options=GRPC_OPTIONS)
 
     @contextmanager
     def errors(self, doing: str) -> Iterator[None]:
@@ -243,8 +248,17 @@ class Milvus:
     # -- collections ------------------------------------------------------------------------
 
     def exists(self) -> bool:
+        """Whether the index's collections exist; the first time they do, they are loaded
+        (a Milvus restarted, or a Milvus Lite file opened again, has them released)."""
         with self.errors("read"):
-            return self.client.has_collection(self.meta)
+            if not self.client.has_collection(self.meta):
+                return False
+            if not self._loaded:
+                for name in (self.chunks, self.articles, self.meta):
+                    if self.client.has_collection(name):
+                        self.client.load_collection(name)
+                self._loaded = True
+            return True
 
     def create(self, dim: int) -> None:
         """Create the three collections (those missing) for vectors of ``dim`` dimensions."""

@@ -26,7 +26,7 @@ from rag.audit import Actor, AuditLog
 from rag.config import Settings
 from rag.errors import IndexBusyError, IndexMismatchError, IndexNotFoundError, RagError
 from rag.index import build_index, read_manifest
-from rag.milvus import Milvus, WriterLease
+from rag.milvus import GRPC_OPTIONS, Milvus, WriterLease
 from rag.pipeline import Pipeline
 from rag.retrieve import open_store_index
 
@@ -78,7 +78,7 @@ def wait_for_milvus(uri: str, proc: subprocess.Popen, log: Path, seconds: float 
         if proc.poll() is not None:
             raise RuntimeError(f"milvus-lite server exited: {log.read_text()[-2000:]}")
         try:
-            MilvusClient(uri=uri, timeout=2).list_collections()
+            MilvusClient(uri=uri, timeout=2, grpc_options=GRPC_OPTIONS).list_collections()
             return
         except Exception:  # noqa: BLE001 - not up yet
             if time.monotonic() > deadline:
@@ -587,3 +587,29 @@ def test_a_json_file_of_many_articles(milvus_store, tmp_path, request, fake_embe
     index = open_store_index(s, embedder=fake_embedder)
     hits = index.search("harbor 417 and ferry 2919", k=3)
     assert "Story 417" in [h.article["title"] for h in hits]
+
+
+@pytest.mark.slow
+def test_rag_index_and_ask_with_the_milvus_store(tmp_path):
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(RAG_CACHE=os.environ["RAG_CACHE"], RAG_EMBED_BACKEND="torch", HF_HUB_OFFLINE="1")
+    index = tmp_path / "index"
+
+    def rag(*args):
+        return subprocess.run([sys.executable, "-m", "rag", *args], env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    built = rag("index", "--corpus", str(SEED_CORPUS), "--index", str(index), "--store", "milvus")
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.startswith(f"1 articles, 4 chunks in Milvus at {index / 'milvus.db'} ")
+    asked = rag("ask", "How much did Alibaba invest in SenseTime?", "--index", str(index),
+                "--store", "milvus", "--json")
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert answer["short_answer"]["text"] == "$600 million"
+    assert asked.stderr == ""
+    again = rag("index", "--corpus", str(SEED_CORPUS), "--index", str(index), "--store", "milvus",
+                "--json")
+    assert json.loads(again.stdout)["unchanged"] == 1 and json.loads(again.stdout)["embedded"] == 0
