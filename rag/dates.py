@@ -25,6 +25,8 @@ NO_DAY = -1
 _BOUND = re.compile(r"(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?")
 _ISO_START = re.compile(r"\s*(\d{4})-(\d{2})-(\d{2})(?![\d])")
 _YEAR_MONTH = re.compile(r"\s*(\d{4})(?:-(\d{2}))?\s*$")
+#: Dates written out, as news pages print them ("March 5, 2024", "5 Mar 2024", "2024/03/05").
+_TEXT_DATES = ("%B %d, %Y", "%b %d, %Y", "%b. %d, %Y", "%d %B %Y", "%d %b %Y", "%Y/%m/%d")
 
 
 def parse_bound(text: str, *, end: bool, name: str = "date") -> int:
@@ -66,8 +68,12 @@ def date_range(since: str | None, until: str | None) -> tuple[int, int] | None:
 
 def day_of(date: str) -> int:
     """The day number of an article's date (ISO ``2024-03-05``, with or without a time;
-    ``2024-03`` or ``2024`` count as their first day; an RFC 2822 feed date), or
-    :data:`NO_DAY` when it has none or it cannot be read."""
+    ``2024-03`` or ``2024`` count as their first day; an RFC 2822 feed date; a date written
+    out, such as ``Mar 5, 2024``), or :data:`NO_DAY` when it has none or it cannot be read.
+
+    >>> day_of("Mar 5, 2024") == day_of("5 March 2024") == day_of("2024-03-05")
+    True
+    """
     if not date:
         return NO_DAY
     try:
@@ -75,6 +81,14 @@ def day_of(date: str) -> int:
             return dt.date(*map(int, m.groups())).toordinal()
         if m := _YEAR_MONTH.match(date):
             return dt.date(int(m.group(1)), int(m.group(2) or 1), 1).toordinal()
+    except (ValueError, OverflowError):
+        return NO_DAY
+    for fmt in _TEXT_DATES:
+        try:
+            return dt.datetime.strptime(date.strip(), fmt).date().toordinal()
+        except ValueError:
+            continue
+    try:
         return parsedate_to_datetime(date).date().toordinal()
     except (ValueError, TypeError, IndexError, OverflowError):
         return NO_DAY

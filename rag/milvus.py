@@ -28,13 +28,11 @@ store. Milvus's ranker does not say what each retriever scored, so ``Hit.bm25`` 
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import hashlib
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -50,6 +48,7 @@ import numpy as np
 from .audit import CLI, Actor, AuditLog
 from .chunk import chunk_spans
 from .config import Settings
+from .dates import date_range, day_of
 from .errors import (
     CorpusError,
     IndexBusyError,
@@ -96,62 +95,19 @@ GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_withou
 
 # -- dates ----------------------------------------------------------------------------------------
 
-_ISO_DATE = re.compile(r"(\d{4})(?:-(\d\d)(?:-(\d\d))?)?")
-_TEXT_DATES = ("%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%d %b %Y", "%Y/%m/%d")
-
-
-def article_day(date: str) -> int:
-    """An article's date as a YYYYMMDD number (month or day 00 when the date has none), 0 when
-    it has no date this can read.
-
-    >>> article_day("2024-03-05T10:00:00Z"), article_day("2024-03"), article_day("Mar 5, 2024")
-    (20240305, 20240300, 20240305)
-    >>> article_day(""), article_day("last spring")
-    (0, 0)
-    """
-    date = (date or "").strip()
-    m = _ISO_DATE.match(date)
-    if m and (m.end() == len(date) or not date[m.end()].isdigit()):
-        y, mo, d = int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0)
-        if 1 <= y and 0 <= mo <= 12 and 0 <= d <= 31:
-            return y * 10_000 + mo * 100 + d
-    for fmt in _TEXT_DATES:
-        try:
-            day = dt.datetime.strptime(date, fmt).date()
-        except ValueError:
-            continue
-        return day.year * 10_000 + day.month * 100 + day.day
-    return 0
-
-
-def _bound(value: str, name: str, last: bool) -> int:
-    m = re.fullmatch(r"(\d{4})(?:-(\d\d)(?:-(\d\d))?)?", value.strip())
-    try:
-        if not m:
-            raise ValueError
-        y, mo, d = m.group(1), m.group(2), m.group(3)
-        dt.date(int(y), int(mo or 1), int(d or 1))  # a real month and day
-    except ValueError:
-        raise RagError(f"{name} {value!r} is not a date; use YYYY-MM-DD, YYYY-MM or YYYY") \
-            from None
-    fill = 99 if last else 0
-    return int(y) * 10_000 + (int(mo) if mo else fill) * 100 + (int(d) if d else fill)
-
 
 def date_filter(since: str | None = None, until: str | None = None) -> str:
     """The Milvus filter expression for articles dated from ``since`` to ``until`` (both
-    inclusive; ISO ``YYYY-MM-DD``, ``YYYY-MM`` or ``YYYY``); undated articles are left out when
-    either is given. "" when neither is. :class:`RagError` for a malformed date.
+    inclusive, as :func:`rag.dates.date_range` reads them), on each passage's ``day`` (its
+    article's :func:`rag.dates.day_of`, :data:`rag.dates.NO_DAY` when undated, so undated
+    articles are left out). "" when neither is given; a :class:`~rag.errors.QueryError` for a
+    malformed date.
 
-    >>> date_filter("2024", "2024-06")
-    'day > 0 and day >= 20240000 and day <= 20240699'
+    >>> date_filter("2024", "2024-03")
+    'day >= 738886 and day <= 738976'
     """
-    parts = []
-    if since:
-        parts.append(f"day >= {_bound(since, 'since', last=False)}")
-    if until:
-        parts.append(f"day <= {_bound(until, 'until', last=True)}")
-    return " and ".join(["day > 0", *parts]) if parts else ""
+    found = date_range(since, until)
+    return f"day >= {max(found[0], 0)} and day <= {found[1]}" if found else ""
 
 
 # -- the connection -------------------------------------------------------------------------------
@@ -626,7 +582,7 @@ class MilvusWriter:
             rec = p.record
             meta = {f: getattr(rec, f)[:MAX_ID] for f in META_FIELDS}
             extra = json.dumps(rec.extra, ensure_ascii=False)
-            day = article_day(rec.date)
+            day = day_of(rec.date)
             for ordinal, (s, e) in enumerate(p.spans):
                 chunk_rows.append({
                     "vid": _vid(rec.id, rec.hash, ordinal), "article_id": rec.id,
