@@ -329,3 +329,17 @@ def load_embedder(name: str = BUNDLED_EMBEDDER, backend: str = "onnx-int8", batc
 def embedder_for(settings) -> Embedder:
     """The embedder a :class:`rag.config.Settings` names (model, backend, batch size)."""
     return load_embedder(settings.embedder, settings.embed_backend, settings.batch_size)
+
+
+class LazyEmbedder:
+    """For the index readers and writers: ``embedder`` is the one given (``_embedder``), else
+    the one ``settings`` names, loaded at first use, never twice."""
+
+    settings = None
+    _embedder = None
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            self._embedder = embedder_for(self.settings)
+        return self._embedder

@@ -33,6 +33,7 @@ import numpy as np
 from .audit import CLI, Actor, AuditLog
 from .chunk import CHUNKER_VERSION, chunk_spans
 from .config import Settings
+from .embed import LazyEmbedder
 from .errors import CorpusError, IndexDamagedError, IndexMismatchError, RagError, first_line
 from .load import Skipped, load_file, scan
 from .store import FaissStore
@@ -386,6 +387,15 @@ class CorpusDiff:
                 + [change("add", a, *self.wanted[a]) for a in self.added])
 
 
+def corpus_folder(settings: Settings) -> Path:
+    """The settings' corpus folder; :class:`CorpusError` when it does not exist."""
+    corpus = Path(settings.corpus)
+    if not corpus.is_dir():
+        raise CorpusError(f"corpus folder {corpus} does not exist; create it and put articles "
+                          "in it, or pass --corpus DIR")
+    return corpus
+
+
 def diff_corpus(corpus: Path, old_files: dict, indexed: dict[str, str]) -> CorpusDiff:
     """Compare the corpus folder with an index holding ``indexed`` (article id -> content
     hash); ``old_files`` is the last scan's ``files`` (see :class:`CorpusScan`).
@@ -422,7 +432,7 @@ def diff_corpus(corpus: Path, old_files: dict, indexed: dict[str, str]) -> Corpu
              if a["id"] in indexed and a["id"] not in wanted})
 
 
-class IndexWriter:
+class IndexWriter(LazyEmbedder):
     """Brings an index folder up to date with a corpus folder."""
 
     def __init__(self, settings: Settings, embedder=None, progress: bool = False,
@@ -434,22 +444,9 @@ class IndexWriter:
         self.progress = progress
         self.actor = actor
 
-    @property
-    def embedder(self):
-        if self._embedder is None:
-            from .embed import embedder_for
-
-            self._embedder = embedder_for(self.settings)
-        return self._embedder
-
     def update(self, rebuild: bool = False) -> IndexReport:
         t0 = time.perf_counter()
-        folder, corpus = Path(self.settings.index), Path(self.settings.corpus)
-        if not corpus.is_dir():
-            raise CorpusError(
-                f"corpus folder {corpus} does not exist; create it and put articles in it, "
-                "or pass --corpus DIR"
-            )
+        folder, corpus = Path(self.settings.index), corpus_folder(self.settings)
         with locked(folder):
             report = self._update(folder, corpus, rebuild)
             # after the manifest: the log records what an index holds, never a failed attempt

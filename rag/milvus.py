@@ -49,8 +49,8 @@ from .audit import CLI, Actor, AuditLog
 from .chunk import chunk_spans
 from .config import Settings
 from .dates import date_range, day_of
+from .embed import LazyEmbedder
 from .errors import (
-    CorpusError,
     IndexBusyError,
     IndexMismatchError,
     IndexNotFoundError,
@@ -64,6 +64,7 @@ from .index import (
     IndexReport,
     bm25_tokens,
     chunker_settings,
+    corpus_folder,
     diff_corpus,
     english_stemmer,
     manifest_mismatch,
@@ -416,7 +417,7 @@ class _Pending:
     spans: list[tuple[int, int]]
 
 
-class MilvusWriter:
+class MilvusWriter(LazyEmbedder):
     """Brings the Milvus index of ``settings`` up to date with the corpus folder, with the
     meaning of :class:`rag.index.IndexWriter`: articles added, changed, removed and duplicated
     are found by :func:`rag.index.diff_corpus`; only what changed is embedded and written; a run
@@ -436,22 +437,9 @@ class MilvusWriter:
         self.wait = wait
         self.actor = actor  # who the audit trail records for this run's changes
 
-    @property
-    def embedder(self):
-        if self._embedder is None:
-            from .embed import embedder_for
-
-            self._embedder = embedder_for(self.settings)
-        return self._embedder
-
     def update(self, rebuild: bool = False) -> IndexReport:
         t0 = time.perf_counter()
-        corpus = Path(self.settings.corpus)
-        if not corpus.is_dir():
-            raise CorpusError(
-                f"corpus folder {corpus} does not exist; create it and put articles in it, "
-                "or pass --corpus DIR"
-            )
+        corpus = corpus_folder(self.settings)
         db = Milvus(self.settings)
         emb = self.embedder
         # A run with nothing to do finds so without taking the lease: it writes nothing.
@@ -661,7 +649,7 @@ def _fit(text: str, limit: int = 65_535) -> str:
 # -- reading --------------------------------------------------------------------------------------
 
 
-class MilvusIndex:
+class MilvusIndex(LazyEmbedder):
     """The Milvus index of ``settings``, with the interface of :class:`rag.retrieve.Index`:
     ``search``, ``question``, ``reload``, ``articles``, ``article_text``, ``stats``,
     ``manifest``, ``generation`` (the manifest's version) and ``settings``."""
@@ -677,14 +665,6 @@ class MilvusIndex:
         self._texts: OrderedDict[str, str] = OrderedDict()
         self._articles: list[ArticleRecord] | None = None
         self.reload()
-
-    @property
-    def embedder(self):
-        if self._embedder is None:
-            from .embed import embedder_for
-
-            self._embedder = embedder_for(self.settings)
-        return self._embedder
 
     def reload(self) -> bool:
         """Pick up what a writer (in any process) changed; True when something did. One small

@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import Settings
 from .dates import NO_DAY, date_range, day_of
+from .embed import LazyEmbedder
 from .errors import IndexDamagedError, IndexMismatchError, IndexNotFoundError
 from .index import (
     FORMAT_VERSION,
@@ -76,7 +77,7 @@ def rank_hits(question: Question, candidates: list[Candidate], k: int, *, news: 
     return tuple(hits)
 
 
-class Index:
+class Index(LazyEmbedder):
     """An opened index that answers ``search(question, k)`` with ranked :class:`Hit` s.
 
     Use (with an index in ``index/``)::
@@ -96,14 +97,6 @@ class Index:
         self._manifest_seen: tuple[int, int, int] | None = None
         self._stemmer = english_stemmer()
         self.reload()
-
-    @property
-    def embedder(self):
-        if self._embedder is None:
-            from .embed import embedder_for
-
-            self._embedder = embedder_for(self.settings)
-        return self._embedder
 
     def _manifest_stat(self) -> tuple[int, int, int] | None:
         try:
