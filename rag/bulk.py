@@ -16,7 +16,7 @@ The model batches are cut exactly as the single-process path cuts them (each wri
 ``EMBED_GROUP`` passages sorted longest first, then ``batch_size`` at a time), because the
 int8 backend's vectors depend on the other passages of their batch: its activations are
 quantized with one scale per batch, and the same passage batched differently moves by up to
-about 0.01 in cosine. Cut the same way, the vectors match the single-process ones.
+about 0.012 in cosine. Cut the same way, the vectors match the single-process ones.
 
 Ray is started for the run (a local Ray on this machine's cores, shut down at the end), or
 joined at ``RAY_ADDRESS`` (``ray start --head`` or a KubeRay cluster); every node of a cluster
@@ -152,9 +152,10 @@ def _fileno(stream) -> int | None:
 
 
 class RaySession:
-    """Ray for one run: joins ``address`` (default ``RAY_ADDRESS``) or starts a local Ray on
-    ``num_cpus`` cores, on first use; :meth:`close` shuts down only what it started or joined.
-    A Ray the caller started already is used as it is and left running."""
+    """Ray for one run: joins ``address`` (default ``RAY_ADDRESS``; ``auto`` finds a cluster
+    started on this machine) or starts a local Ray of its own on ``num_cpus`` cores, on first
+    use; :meth:`close` shuts down only what it started or joined. A Ray the caller started
+    already is used as it is and left running."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None):
         self.address = address if address is not None else os.environ.get("RAY_ADDRESS", "")
@@ -181,8 +182,14 @@ class RaySession:
                 from .embed import cpu_threads
 
                 log.info("starting a local Ray")
-                ray.init(num_cpus=self.num_cpus or cpu_threads(), include_dashboard=False,
-                         log_to_driver=False, logging_level=logging.WARNING)
+                try:  # "local": a Ray of its own, even beside a cluster started on this machine
+                    ray.init(address="local", num_cpus=self.num_cpus or cpu_threads(),
+                             include_dashboard=False, log_to_driver=False,
+                             logging_level=logging.WARNING)
+                except (ConnectionError, RuntimeError, ValueError) as e:
+                    raise RagError(f"cannot start a local Ray ({first_line(e)}); see "
+                                   "/tmp/ray/session_latest/logs, or set RAY_ADDRESS to a "
+                                   "running cluster") from None
         self.owned = True
         return ray
 

@@ -145,6 +145,36 @@ def test_rag_index_ray_builds_the_plain_index_and_updates_it(local_ray, no_ray_a
     assert build_index(Settings(corpus=corpus, index=on_ray), ray=True).embedded == 0
 
 
+class CrashingEmbedder(FakeEmbedder):
+    def embed(self, texts, progress=False):
+        raise ValueError("the model ran out of memory")
+
+
+def unloadable():
+    raise RagError("cannot load embedding model 'x'; give a local folder")
+
+
+@pytest.mark.parametrize("factory, message", [
+    (CrashingEmbedder, "embedding on Ray failed (ValueError: the model ran out of memory); see "
+                       "Ray's logs in /tmp/ray/session_latest/logs"),
+    (unloadable, "cannot load embedding model 'x'; give a local folder"),
+    (partial(FakeEmbedder, name="another-model"),
+     "a Ray worker loaded embedder 'another-model#fake', not 'fake:hashed-bag-of-words#fake'; "
+     "install the same rag-news and model on every node"),
+], ids=["embed-fails", "load-fails", "another-model"])
+def test_a_failing_worker_is_one_line(local_ray, factory, message):
+    from rag.bulk import RayEmbedder, RaySession
+
+    # the workers cannot import the test modules: send these classes by value
+    for module in ("conftest", __name__):
+        ray.cloudpickle.register_pickle_by_value(sys.modules[module])
+    emb = RayEmbedder(FakeEmbedder(), factory, RaySession(), actors=1)
+    with pytest.raises(RagError) as failed:
+        emb.embed(["a passage about the port", "another about the council"])
+    assert str(failed.value) == message
+    assert ray.is_initialized()  # the caller's Ray is left running
+
+
 def test_missing_ray_is_one_line(monkeypatch, tmp_path, capsys):
     import rag.embed
 
@@ -200,3 +230,37 @@ def test_rag_index_ray_starts_a_local_ray_for_the_run_and_stops_it(tmp_path):
     report = json.loads(sub.stdout)
     assert report["embedded"] == report["chunks"] > 0
     assert sub.stderr == ""
+
+
+CLUSTER = """
+import os, sys, ray
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.readline()  # until the test is done with it
+ray.shutdown()
+"""
+
+
+def test_rag_index_ray_joins_the_cluster_at_ray_address(tmp_path):
+    """A Ray running in another process stands for a cluster: the run joins it, embeds on it,
+    and leaves it running."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cluster = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env=env)
+    try:
+        address = cluster.stdout.readline().strip()
+        assert address, "the cluster did not start"
+        sub = run_rag(["-v", "index", "--ray", "--json", "--corpus", str(SEED_CORPUS),
+                       "--index", str(tmp_path / "index")],
+                      {**env, "RAY_ADDRESS": address, "RAG_RAY_ACTORS": "1"})
+        assert sub.returncode == 0, sub.stderr
+        report = json.loads(sub.stdout)
+        assert report["embedded"] == report["chunks"] > 0
+        assert f"joining the Ray cluster at {address}" in sub.stderr
+        assert "starting a local Ray" not in sub.stderr
+        assert cluster.poll() is None  # still running: the run only disconnected
+    finally:
+        cluster.communicate("\n", timeout=120)
+    assert cluster.returncode == 0
