@@ -14,9 +14,11 @@ BUNDLED_EMBEDDER = "bundled:all-MiniLM-L6-v2"
 
 EMBED_BACKENDS = ("onnx-int8", "torch")
 STORE_KINDS = ("auto", "flat", "hnsw", "ivf", "milvus")  # auto: flat when small, ivf when large
-#: ``auto`` builds an IVF index from this many chunks on, exact search below it (measured by
-#: bench/bench_index.py; see rag/store.py).
-AUTO_IVF_MIN = 10_000
+#: ``auto`` builds an IVF index from this many chunks on, exact search below it. Measured by
+#: bench/bench_index.py on real passages and the gold questions: IVF searches faster from
+#: about 2,000 vectors, but its recall@10 reaches 0.99 only from about 20,000 (0.967 at 5k,
+#: 0.980 at 10k, 0.992 at 20k), where the exact scan takes 2.3 ms against IVF's 0.35 ms.
+AUTO_IVF_MIN = 20_000
 
 
 def cache_dir() -> Path:
