@@ -76,8 +76,15 @@ class AuditLog:
             for c in changes)
         if not lines:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            # the index is written already; a corpus folder that cannot be written to (with the
+            # Milvus store) must not undo that, but it is an error a team has to see
+            log.error("could not append %d change(s) to the audit trail %s: %s; make it "
+                      "writable", len(lines.splitlines()), self.path, e)
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             size = os.fstat(fd).st_size

@@ -343,7 +343,9 @@ def test_the_seed_article_answers_with_the_real_embedder(store, tmp_path, reques
                                                          real_embedder):
     s = settings_for(store, tmp_path, request, embedder=Settings().embedder,
                      embed_backend="torch", chunk_tokens=200, chunk_overlap=40)
-    s = replace(s, corpus=SEED_CORPUS)
+    seed = tmp_path / "seed"  # a copy: with Milvus, the audit trail is kept beside the corpus
+    shutil.copytree(SEED_CORPUS, seed)
+    s = replace(s, corpus=seed)
     build_index(s, embedder=real_embedder)
     index = open_store_index(s, embedder=real_embedder)
     hits = index.search("How much did Alibaba invest in SenseTime?", k=3)
@@ -601,7 +603,9 @@ def test_rag_index_and_ask_with_the_milvus_store(tmp_path):
         return subprocess.run([sys.executable, "-m", "rag", *args], env=env, capture_output=True,
                               text=True, timeout=300)
 
-    built = rag("index", "--corpus", str(SEED_CORPUS), "--index", str(index), "--store", "milvus")
+    seed = tmp_path / "seed"  # a copy: with Milvus, the audit trail is kept beside the corpus
+    shutil.copytree(SEED_CORPUS, seed)
+    built = rag("index", "--corpus", str(seed), "--index", str(index), "--store", "milvus")
     assert built.returncode == 0, built.stderr
     assert built.stdout.startswith(f"1 articles, 4 chunks in Milvus at {index / 'milvus.db'} ")
     asked = rag("ask", "How much did Alibaba invest in SenseTime?", "--index", str(index),
@@ -610,6 +614,6 @@ def test_rag_index_and_ask_with_the_milvus_store(tmp_path):
     answer = json.loads(asked.stdout)
     assert answer["short_answer"]["text"] == "$600 million"
     assert asked.stderr == ""
-    again = rag("index", "--corpus", str(SEED_CORPUS), "--index", str(index), "--store", "milvus",
+    again = rag("index", "--corpus", str(seed), "--index", str(index), "--store", "milvus",
                 "--json")
     assert json.loads(again.stdout)["unchanged"] == 1 and json.loads(again.stdout)["embedded"] == 0

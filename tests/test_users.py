@@ -396,3 +396,12 @@ def test_a_wrong_password_is_answered_after_a_delay(shared):
     assert asyncio.run(library.sign_in("nobody", PASSWORD)) is False
     assert asyncio.run(library.sign_in("ana", PASSWORD)) is True
 
+
+
+def test_an_audit_trail_that_cannot_be_written_is_logged_not_raised(tmp_path, caplog):
+    where = tmp_path / "not-a-folder"
+    where.write_text("a file where the folder should be")
+    AuditLog(where).record(Actor("ana", "upload"), [
+        {"action": "add", "file": "a.txt", "article_id": "a1", "hash": "h"}])
+    assert f"could not append 1 change(s) to the audit trail {where / 'audit.jsonl'}" \
+        in caplog.text
