@@ -343,3 +343,17 @@ def test_an_article_from_a_feed_is_answered_with_its_source_and_date(site, tmp_p
     c = answer.citations[0]
     assert c.url == site.url("/sport/marathon.html") and c.date == "2026-04-12"
     assert c.title == "Wanjiru wins the marathon"
+
+
+def test_articles_from_urls_and_feeds_are_in_the_audit_trail_with_their_user(site, settings,
+                                                                            fake_embedder):
+    from rag.audit import AuditLog
+
+    add(site, settings, fake_embedder, "/news/ferry.html", user="ana")
+    add_feed(site.url("/feed.atom"), settings)
+    update_feeds(settings, embedder=fake_embedder, allow_private=True)
+    entries = [(e["user"], e["via"], e["action"], e["file"])
+               for e in AuditLog(settings.index).entries()]
+    assert entries == [("cli", "index", "add", "000_76eeeabc1e9aee23.txt"),
+                       ("ana", "url", "add", "velmora-approves-ferry-terminal.md"),
+                       ("cli", "feed", "add", "wanjiru-wins-the-marathon.md")]
