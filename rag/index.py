@@ -150,6 +150,20 @@ def read_manifest(folder: Path) -> dict | None:
     return manifest
 
 
+def embed_backend_of(manifest: dict, settings: Settings, where: str, rebuild: str) -> str:
+    """The embedding backend an index's passages were embedded with (its queries must be
+    embedded the same way); :class:`IndexMismatchError` when the index was built with another
+    embedder or format. ``where`` names the index ("the index in DIR") and ``rebuild`` the
+    command that rebuilds it."""
+    model, _, backend = manifest.get("embedder", "").rpartition("#")
+    if manifest.get("format_version") != FORMAT_VERSION or model != settings.embedder:
+        raise IndexMismatchError(
+            f"{where} was built with embedder {model!r} (format "
+            f"{manifest.get('format_version')}); run `{rebuild}` to rebuild it with "
+            f"{settings.embedder!r}")
+    return backend
+
+
 def manifest_mismatch(manifest: dict, settings: Settings,
                       embedder_id: str) -> tuple[str, object, object] | None:
     """The first of format, embedder, chunker and store where ``manifest`` differs from the

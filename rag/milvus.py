@@ -66,6 +66,7 @@ from .index import (
     chunker_settings,
     corpus_folder,
     diff_corpus,
+    embed_backend_of,
     english_stemmer,
     manifest_mismatch,
 )
@@ -675,12 +676,8 @@ class MilvusIndex(LazyEmbedder):
                                      "--store milvus` first (or check RAG_MILVUS_URI)")
         if manifest.get("version") == self.generation:
             return False
-        model, _, backend = manifest.get("embedder", "").rpartition("#")
-        if manifest.get("format_version") != FORMAT_VERSION or model != self.settings.embedder:
-            raise IndexMismatchError(
-                f"the Milvus index at {self.db.where} was built with embedder {model!r} "
-                f"(format {manifest.get('format_version')}); run `rag index --rebuild --store "
-                f"milvus` to rebuild it with {self.settings.embedder!r}")
+        backend = embed_backend_of(manifest, self.settings, f"the Milvus index at {self.db.where}",
+                                   "rag index --rebuild --store milvus")
         with self._lock:
             if self._embedder is not None and self._embedder.id != manifest["embedder"]:
                 self._embedder = None  # queries must be embedded exactly like the passages

@@ -20,11 +20,11 @@ import numpy as np
 from .config import Settings
 from .dates import NO_DAY, date_range, day_of
 from .embed import LazyEmbedder
-from .errors import IndexDamagedError, IndexMismatchError, IndexNotFoundError
+from .errors import IndexDamagedError, IndexNotFoundError
 from .index import (
-    FORMAT_VERSION,
     ArticleRecord,
     Generation,
+    embed_backend_of,
     english_stemmer,
     open_generation,
     read_manifest,
@@ -123,13 +123,8 @@ class Index(LazyEmbedder):
         if manifest.get("generation") == self.generation:
             self._manifest_seen = seen
             return False
-        model, _, backend = manifest.get("embedder", "").rpartition("#")
-        if manifest.get("format_version") != FORMAT_VERSION or model != self.settings.embedder:
-            raise IndexMismatchError(
-                f"the index in {self.folder} was built with embedder {model!r} (format "
-                f"{manifest.get('format_version')}); run `rag index --rebuild` to rebuild it "
-                f"with {self.settings.embedder!r}"
-            )
+        backend = embed_backend_of(manifest, self.settings, f"the index in {self.folder}",
+                                   "rag index --rebuild")
         # Queries are embedded the way the passages were, and searched with the index's store.
         settings = replace(self.settings, embed_backend=backend,
                            store=manifest.get("store_setting", manifest["store"]))
