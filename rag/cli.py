@@ -358,9 +358,9 @@ def _read_password(from_stdin: bool) -> str:
 def cmd_audit(args) -> int:
     from .audit import AuditLog
 
-    settings = Settings.from_env(index=args.index)
-    entries = AuditLog(settings.index).entries()[-args.limit:] if args.limit else \
-        AuditLog(settings.index).entries()
+    settings = Settings.from_env(corpus=args.corpus, index=args.index, store=args.store)
+    log = AuditLog.of(settings)  # beside the corpus with the Milvus store
+    entries = log.entries()[-args.limit:] if args.limit else log.entries()
     for e in entries:
         if args.json:
             print(json.dumps(e, ensure_ascii=False))
@@ -368,7 +368,7 @@ def cmd_audit(args) -> int:
             print(f"{e['time']}  {e['user']}  {e['action']} ({e.get('via', '')})  {e['file']}  "
                   f"{e['article_id']}")
     if not entries and not args.json:
-        print(f"no change recorded in {settings.index} yet", file=sys.stderr)
+        print(f"no change recorded in {log.path} yet", file=sys.stderr)
     return 0
 
 
@@ -503,6 +503,9 @@ def parser() -> argparse.ArgumentParser:
                         "index folder): one line per article added, updated or removed, by "
                         "upload, URL, feed or `rag index`, with the user and the time.")
     au.add_argument("--index", help="index folder (default index/ or RAG_INDEX)")
+    au.add_argument("--corpus", help="articles folder, where the Milvus store keeps the trail "
+                    "(default corpus/ or RAG_CORPUS)")
+    au.add_argument("--store", choices=STORE_KINDS, help=STORE_OPEN_HELP)
     au.add_argument("--limit", type=int, default=0, metavar="N", help="the last N changes")
     au.add_argument("--json", action="store_true", help="print JSON lines")
     au.set_defaults(func=cmd_audit)

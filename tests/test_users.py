@@ -405,3 +405,20 @@ def test_an_audit_trail_that_cannot_be_written_is_logged_not_raised(tmp_path, ca
         {"action": "add", "file": "a.txt", "article_id": "a1", "hash": "h"}])
     assert f"could not append 1 change(s) to the audit trail {where / 'audit.jsonl'}" \
         in caplog.text
+
+
+def test_the_audit_command_prints_the_trail_of_either_store(tmp_path, fake_embedder, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Alpha Corp opened a factory in Velmora in March 2024.")
+    build_index(fake_settings(corpus, tmp_path / "index"), embedder=fake_embedder)
+    AuditLog(corpus, ".audit.jsonl").record(Actor("ana", "upload"), [
+        {"action": "add", "file": "b.txt", "article_id": "b1", "hash": "h"}])
+    assert rag_main(["audit", "--index", str(tmp_path / "index")]) == 0
+    assert rag_main(["audit", "--corpus", str(corpus), "--store", "milvus", "--json"]) == 0
+    assert rag_main(["audit", "--index", str(tmp_path / "empty")]) == 0
+    out, err = capsys.readouterr()
+    local, milvus = out.splitlines()
+    assert local.endswith("  cli  add (index)  a.txt  " + local.split()[-1])
+    assert json.loads(milvus)["user"] == "ana" and json.loads(milvus)["file"] == "b.txt"
+    assert err.strip() == f"no change recorded in {tmp_path / 'empty' / 'audit.jsonl'} yet"
