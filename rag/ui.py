@@ -465,7 +465,9 @@ class Library:
         added = self.audit.latest()
         rows = []
         for a in self.index.articles:
-            entry = added.get(a.id) if a.id in added and added[a.id]["hash"] == a.hash else None
+            entry = added.get(a.id)
+            if entry is not None and entry["hash"] != a.hash:
+                entry = None  # the trail has not seen this content (indexed before it began)
             rows.append([a.title or "(untitled)", a.date, a.source, a.path, str(len(a.chunks)),
                          entry["user"] if entry else "", entry["time"] if entry else ""])
         return rows
