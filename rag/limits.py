@@ -87,7 +87,8 @@ class Window:
             for at, a in spent:
                 total -= a
                 if total + amount <= self.budget:
-                    return at + self.seconds - now
+                    # never more than the window: at + seconds - now can round above it
+                    return min(at + self.seconds - now, float(self.seconds))
             return float(self.seconds)
 
     def refund(self, user: str) -> None:

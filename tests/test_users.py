@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import REPO, fake_settings
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rag import build_index
@@ -221,6 +221,8 @@ def test_uploads_an_hour_and_bytes_a_day():
 
 
 @settings(max_examples=80, deadline=None)
+# found by this test: two spends at one instant, where at + seconds - now rounded above seconds
+@example(budget=1, seconds=1, steps=[(4.0, 1), (10.0, 1), (9.457737662359119, 1), (0.0, 1)])
 @given(budget=st.integers(1, 5), seconds=st.integers(1, 20),
        steps=st.lists(st.tuples(st.floats(0, 10), st.integers(1, 3)), max_size=40))
 def test_a_window_never_holds_more_than_its_budget(budget, seconds, steps):
