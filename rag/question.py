@@ -475,6 +475,10 @@ def _synonyms() -> dict[str, tuple[str, tuple[str, ...]]]:
 
 
 SYNONYMS = _synonyms()
+#: The multi-word synonyms ("chief executive", "stepped down"), longest first, each with its
+#: pattern (compiled once: matching them was most of a question's analysis).
+_PHRASES = tuple((p, re.compile(rf"\b{re.escape(p)}\b"))
+                 for p in sorted((p for p in SYNONYMS if " " in p), key=len, reverse=True))
 
 
 def focus_terms(text: str, names: Sequence[str] = (), kind: str | None = None
@@ -499,8 +503,10 @@ def focus_terms(text: str, names: Sequence[str] = (), kind: str | None = None
     out: dict[str, Focus] = {}
     # multi-word synonyms first ("chief executive", "stepped down")
     taken: list[tuple[int, int]] = []
-    for phrase in sorted((p for p in SYNONYMS if " " in p), key=len, reverse=True):
-        for m in re.finditer(rf"\b{re.escape(phrase)}\b", low):
+    for phrase, pattern in _PHRASES:
+        if phrase not in low:  # a plain substring test rules out most phrases cheaply
+            continue
+        for m in pattern.finditer(low):
             if any(s < m.end() and m.start() < e for s, e in taken):
                 continue
             taken.append(m.span())
