@@ -13,11 +13,12 @@
   exact (flat) store over the same vectors in the same run; the single-query embedding time
   of each backend;
 - peak RSS while indexing ``--chunks`` chunks (in a child process);
-- recall@10 of the auto store and of the approximate stores (hnsw, ivf) against exact search,
-  for real questions (the gold sets') and for noisy copies of passages; flat against IVF
+- recall@10 of the auto store and of the approximate stores (hnsw, ivf, ivfpq) against exact
+  search, for real questions (the gold sets') and for noisy copies of passages; flat against ivfpq
   search time at growing sizes of the real passage vectors (where ``auto`` switches);
 - ``--vectors N``: synthetic clustered 384-d vectors (no model): search p50, recall@10 and
-  resident memory of exact (IndexFlatIP), IVF and IVF with 8-bit scalar quantization, each
+  resident memory of exact (IndexFlatIP), IVF, IVF with 8-bit scalar quantization, and the
+  ``ivfpq`` store that ``auto`` builds (its codes plus the vectors it re-scores with), each
   built in a child process of its own;
 - retrieval quality (hit@1, hit@5, MRR) of each backend on the gold sets, with the news-aware
   boost and BM25 switched off and on.
@@ -238,7 +239,7 @@ def ann_recall(flat: FaissStore, emb, auto: FaissStore) -> dict:
     exact = {name: [flat.search(q, 10)[1] for q in qs] for name, qs in queries.items()}
     out = {"queries": {name: len(qs) for name, qs in queries.items()}}
     stores = {f"auto ({auto.index_kind})": (auto, None)}
-    for kind in ("hnsw", "ivf"):
+    for kind in ("hnsw", "ivf", "ivfpq"):
         store = FaissStore(flat.dim, kind)
         t = time.perf_counter()
         store.add(flat.ids, flat.vectors)
@@ -258,22 +259,23 @@ def ann_recall(flat: FaissStore, emb, auto: FaissStore) -> dict:
 
 def crossover(flat: FaissStore, emb,
               sizes=(2_000, 5_000, 10_000, 20_000, 30_000, 50_000)) -> dict:
-    """Exact against IVF search time (p50, 50 candidates as a search asks for) over the first
-    n passage vectors, and the IVF's recall@10: where ``auto`` should switch."""
+    """Exact against ivfpq (what ``auto`` picks when large) search time (p50, 50 candidates as
+    a search asks for) over the first n passage vectors, and ivfpq's recall@10: where ``auto``
+    should switch."""
     qs = emb.embed(gold_questions()[:300])
     out = {}
     for n in sizes:
         if n > len(flat):
             break
         ids, vectors = flat.ids[:n], flat.vectors[:n]
-        exact, ivf = FaissStore(flat.dim, "flat"), FaissStore(flat.dim, "ivf")
+        exact, ivf = FaissStore(flat.dim, "flat"), FaissStore(flat.dim, "ivfpq")
         exact.add(ids, vectors)
         ivf.add(ids, vectors)
         recall = np.mean([len(set(exact.search(q, 10)[1]) & set(ivf.search(q, 10)[1])) / 10
                           for q in qs])
         out[n] = {"flat_p50_ms": pct([_timed(exact.search, q, 50) for q in qs], 50),
-                  "ivf_p50_ms": pct([_timed(ivf.search, q, 50) for q in qs], 50),
-                  "ivf_recall@10": round(float(recall), 4), "nlist": ivf.index.nlist,
+                  "ivfpq_p50_ms": pct([_timed(ivf.search, q, 50) for q in qs], 50),
+                  "ivfpq_recall@10": round(float(recall), 4), "nlist": ivf.index.nlist,
                   "nprobe": ivf.index.nprobe}
     return out
 
@@ -334,7 +336,16 @@ def vectors_child(kind: str, n: int, tmp: Path) -> None:
     before = rss_mb()
     t = time.perf_counter()
     nlist = ivf_lists(n)
-    if kind == "exact":
+    if kind == "ivfpq":
+        # the store ``auto`` builds, searched as the index searches it: the FAISS index of codes
+        # and the vectors themselves, which score the candidates exactly
+        store = FaissStore(VECTOR_DIM, "ivfpq")
+        store.add(np.arange(n, dtype=np.int64),
+                  np.vstack([synthetic_block(1, s, min(VECTOR_BLOCK, n - s), topics(n))
+                             for s in range(0, n, VECTOR_BLOCK)]))
+        index = store.index
+        search = store.search
+    elif kind == "exact":
         index = faiss.IndexFlatIP(VECTOR_DIM)
     else:
         quantizer = faiss.IndexFlatIP(VECTOR_DIM)
@@ -349,30 +360,36 @@ def vectors_child(kind: str, n: int, tmp: Path) -> None:
         index.train(np.vstack([synthetic_block(1, s, min(VECTOR_BLOCK, train - s), topics(n))
                                for s in range(0, train, VECTOR_BLOCK)]))
         index.nprobe = ivf_probes(nlist)
-    for start in range(0, n, VECTOR_BLOCK):
-        index.add(synthetic_block(1, start, min(VECTOR_BLOCK, n - start), topics(n)))
+    if kind != "ivfpq":
+        for start in range(0, n, VECTOR_BLOCK):
+            index.add(synthetic_block(1, start, min(VECTOR_BLOCK, n - start), topics(n)))
+
+        def search(q, k):
+            scores, pos = index.search(q[None], k)
+            return scores[0], pos[0]
     build = time.perf_counter() - t
     after = rss_mb()
     faiss.omp_set_num_threads(FAISS_THREADS)
     for q in queries[:10]:
-        index.search(q[None], 10)
+        search(q, 10)
     times, found = [], []
     for q in queries:
         t = time.perf_counter()
-        _, pos = index.search(q[None], 10)
+        _, pos = search(q, 10)
         times.append(time.perf_counter() - t)
-        found.append(pos[0])
+        found.append(pos)
     recall = np.mean([len(set(f.tolist()) & set(t.tolist())) / 10 for f, t in zip(found, truth)])
     row = {"search_p50_ms": pct(times, 50), "search_p95_ms": pct(times, 95),
            "recall@10": round(float(recall), 4), "rss_delta_mb": round(after - before, 1),
            "build_s": round(build, 1)}
     if kind != "exact":
-        row.update(nlist=nlist, nprobe=index.nprobe)
+        row.update(nlist=index.nlist, nprobe=index.nprobe)
     print("RESULT " + json.dumps(row))
 
 
 def vectors_run(n: int, tmp: Path, n_queries: int = 200) -> dict:
-    """Exact, IVF and IVF-SQ8 over ``n`` synthetic clustered vectors, each in its own process."""
+    """Exact, IVF, IVF-SQ8 and ivfpq (what ``auto`` builds) over ``n`` synthetic clustered
+    vectors, each in its own process."""
     qrng = np.random.default_rng(99)
     queries = synthetic_block(1, 10**9, n_queries, topics(n))  # new points, same centres
     queries = queries[qrng.permutation(n_queries)]
@@ -381,7 +398,7 @@ def vectors_run(n: int, tmp: Path, n_queries: int = 200) -> dict:
     np.save(tmp / "truth.npy", vector_truth(n, queries))
     out = {"vectors": n, "dim": VECTOR_DIM, "queries": n_queries,
            "truth_s": round(time.perf_counter() - t, 1)}
-    for kind in ("exact", "ivf", "ivf-sq8"):
+    for kind in ("exact", "ivf", "ivf-sq8", "ivfpq"):
         proc = subprocess.run(
             [sys.executable, __file__, "--vectors-child", kind, "--vectors", str(n),
              "--tmp", str(tmp)], stdout=subprocess.PIPE, text=True, check=True)

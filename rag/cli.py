@@ -16,7 +16,7 @@ from .errors import RagError
 from .logs import configure_logging
 
 STORE_HELP = ("vector store: auto (default) is exact for small corpora and IVF for large ones; "
-              "flat is always exact, hnsw/ivf approximate, milvus a Milvus database "
+              "flat is always exact, hnsw/ivf/ivfpq approximate, milvus a Milvus database "
               "(RAG_MILVUS_URI: a .db file for Milvus Lite, or http://host:19530)")
 STORE_OPEN_HELP = ("milvus: search the Milvus index of RAG_MILVUS_URI instead of the index "
                    "folder (default RAG_STORE)")

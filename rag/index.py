@@ -4,7 +4,7 @@ Layout of an index folder (``G`` is the generation, bumped by each update that c
 
     manifest.json         format version, embedder, dimension, chunker settings, store kind,
                           generation, and each article's content hash; written last, atomically
-    vectors-G.npz         chunk vectors under int64 ids (plus vectors-G.faiss for hnsw/ivf;
+    vectors-G.npz         chunk vectors under int64 ids (plus vectors-G.faiss for hnsw/ivf/ivfpq;
                           the manifest's "store" says which, "store_setting" what chose it)
     articles-G.jsonl      one line per article: metadata, text and its chunks' offsets and ids
     bm25-G/               the BM25 index over the chunk texts (bm25s)
@@ -177,7 +177,7 @@ def manifest_mismatch(manifest: dict, settings: Settings,
     }
     have = {k: manifest.get(k) for k in want}
     # "store" is the index a generation holds, "store_setting" what chose it (auto picks flat or
-    # ivf by size); an index from before auto existed was built with the default, flat
+    # ivfpq by size); an index from before auto existed was built with the default, flat
     have["store"] = manifest.get("store_setting", have["store"])
     if settings.store == "auto" and "store_setting" not in manifest and have["store"] == "flat":
         have["store"] = "auto"
@@ -529,7 +529,10 @@ class IndexWriter(LazyEmbedder):
         report.articles = len(order)
         report.chunks = sum(len(records[a].chunks) for a in order)
         sources = now.files
-        if manifest is not None and not (added or changed or removed):
+        kind = store.index_kind
+        if store.upgrade():
+            log.info("vector index rebuilt as %s (was %s)", store.index_kind, kind)
+        elif manifest is not None and not (added or changed or removed):
             if (sources, report.duplicates) != (manifest.get("sources"),
                                                 manifest.get("duplicates")):
                 manifest.update(sources=sources, duplicates=report.duplicates)

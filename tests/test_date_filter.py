@@ -160,11 +160,12 @@ def test_the_filter_applies_before_the_top_k_cut(tmp_path):
     assert paths(index.search("harbour ferry fares Velmora", k=5, until="2019")) == []
 
 
-@pytest.mark.parametrize("store", ["flat", "ivf", "hnsw"])
-def test_the_filter_works_with_every_store(tmp_path, store):
+@pytest.mark.parametrize(("store", "stories"), [("flat", 300), ("ivf", 300), ("hnsw", 300),
+                                               ("ivfpq", 1000)])
+def test_the_filter_works_with_every_store(tmp_path, store, stories):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for i in range(300):
+    for i in range(stories):
         write_story(corpus, f"s{i:03d}.md", f"{2000 + i % 25}-03-0{1 + i % 9}",
                     f"Story {i} about harbour ferry number {i % 17} and boats {i % 5}.")
     emb = FakeEmbedder()
@@ -173,7 +174,7 @@ def test_the_filter_works_with_every_store(tmp_path, store):
     index = Index(s.index, s, embedder=emb)
     assert index.stats()["store"] == store
     hits = index.search("harbour ferry number 3 boats", k=20, since="2010", until="2011-12")
-    assert len(hits) == 20  # 24 stories are dated 2010 or 2011
+    assert len(hits) == 20  # 2 years in 25: 24 of 300 stories, 80 of 1000
     assert all(h.article["date"][:4] in ("2010", "2011") for h in hits)
 
 

@@ -261,7 +261,7 @@ def test_other_embedder_is_refused(settings, fake_embedder):
         Index(settings.index, Settings(index=settings.index))
 
 
-@pytest.mark.parametrize("store", ["hnsw", "ivf"])
+@pytest.mark.parametrize("store", ["hnsw", "ivf", "ivfpq"])
 def test_approximate_stores_build_update_and_search(tmp_path, corpus, fake_embedder, store):
     settings = fake_settings(corpus, tmp_path / "index", chunk_tokens=32, chunk_overlap=8,
                              store=store)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.store import FaissStore
+from rag.store import IVFPQ_MIN, FaissStore
 
 DIM = 32
-KINDS = ["flat", "hnsw", "ivf"]
+KINDS = ["flat", "hnsw", "ivf", "ivfpq"]
 
 
 def unit(rng, n, dim=DIM) -> np.ndarray:
@@ -72,7 +72,7 @@ def test_search_matches_brute_force(kind, n):
         assert recall(store, ids, vectors, queries) >= 0.9
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["hnsw", "ivf", "ivfpq"])
 def test_approximate_recall_on_1000_random_vectors(kind):
     store, ids, vectors, rng = make_store(kind, 1000, seed=7)
     queries = unit(rng, 100)
@@ -138,9 +138,13 @@ def test_add_after_remove_and_incremental_adds(kind):
 @pytest.mark.parametrize("n", [0, 1, 7, 1000])
 def test_save_load_round_trip(tmp_path, kind, n):
     store, ids, vectors, rng = make_store(kind, n, seed=5)
+    # ivfpq is exact (flat) below IVFPQ_MIN vectors: too few to train its codes
+    assert store.index_kind == ("flat" if kind == "ivfpq" and n < IVFPQ_MIN else kind)
     store.save(tmp_path, "vectors-1")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FaissStore.files("vectors-1", kind))
-    loaded = FaissStore.load(tmp_path, "vectors-1", DIM, kind)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        FaissStore.files("vectors-1", store.index_kind))
+    loaded = FaissStore.load(tmp_path, "vectors-1", DIM, store.index_kind, setting=kind)
+    assert (loaded.kind, loaded.index_kind) == (kind, store.index_kind)
     assert len(loaded) == n
     assert loaded.ids.tolist() == store.ids.tolist()
     np.testing.assert_array_equal(loaded.vectors, store.vectors)
@@ -163,7 +167,7 @@ def test_unknown_kind():
         FaissStore(DIM, "annoy")
 
 
-# -- auto: exact when small, IVF when large ---------------------------------------------------
+# -- auto: exact when small, IVF-PQ when large -------------------------------------------------
 
 
 def clustered(rng, n, dim=DIM, clusters=64, spread=0.35) -> np.ndarray:
@@ -174,22 +178,32 @@ def clustered(rng, n, dim=DIM, clusters=64, spread=0.35) -> np.ndarray:
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_auto_is_flat_below_the_threshold_and_ivf_from_it():
+def test_auto_is_flat_below_the_threshold_and_ivfpq_from_it():
     rng = np.random.default_rng(21)
-    store = FaissStore(DIM, "auto", auto_ivf_min=500)
+    store = FaissStore(DIM, "auto", auto_ivf_min=1500)
     assert store.kind == "auto" and store.index_kind == "flat"
-    store.add(np.arange(499, dtype=np.int64), unit(rng, 499))
+    store.add(np.arange(1499, dtype=np.int64), unit(rng, 1499))
     assert store.index_kind == "flat"
     assert FaissStore.files("v", store.index_kind) == ["v.npz"]
-    store.add(np.array([499], np.int64), unit(rng, 1))
-    assert store.index_kind == "ivf"
-    assert store.index.nlist > 1 and store.index.ntotal == 500
-    store.add(np.arange(500, 3000, dtype=np.int64), unit(rng, 2500))
-    assert store.index_kind == "ivf" and store.index.ntotal == 3000
+    store.add(np.array([1499], np.int64), unit(rng, 1))
+    assert store.index_kind == "ivfpq"
+    assert store.index.nlist > 1 and store.index.ntotal == 1500
+    store.add(np.arange(1500, 3000, dtype=np.int64), unit(rng, 1500))
+    assert store.index_kind == "ivfpq" and store.index.ntotal == 3000
     store.remove(np.arange(2600, dtype=np.int64))  # back under the threshold: exact again
     assert store.index_kind == "flat" and len(store) == 400
     q = unit(rng, 1)[0]
     assert store.search(q, 5)[1].tolist() == brute_force(store.ids, store.vectors, q, 5)[1].tolist()
+
+
+def test_auto_below_the_codes_minimum_stays_exact():
+    """A threshold set under IVFPQ_MIN cannot train the codes: exact until there are enough."""
+    rng = np.random.default_rng(27)
+    store = FaissStore(DIM, "auto", auto_ivf_min=10)
+    store.add(np.arange(IVFPQ_MIN - 1, dtype=np.int64), unit(rng, IVFPQ_MIN - 1))
+    assert store.index_kind == "flat"
+    store.add(np.array([IVFPQ_MIN], np.int64), unit(rng, 1))
+    assert store.index_kind == "ivfpq"
 
 
 def test_explicit_kinds_never_switch():
@@ -198,6 +212,32 @@ def test_explicit_kinds_never_switch():
         store = FaissStore(DIM, kind, auto_ivf_min=10)
         store.add(np.arange(300, dtype=np.int64), unit(rng, 300))
         assert store.index_kind == kind
+    store = FaissStore(DIM, "ivfpq", auto_ivf_min=10**9)
+    store.add(np.arange(IVFPQ_MIN, dtype=np.int64), unit(rng, IVFPQ_MIN))
+    assert store.index_kind == "ivfpq"
+
+
+def test_ivfpq_scores_are_exact_inner_products():
+    store, ids, vectors, rng = make_store("ivfpq", 3000, seed=28)
+    by_id = dict(zip(ids.tolist(), vectors))
+    for q in unit(rng, 10):
+        scores, found = store.search(q, 20)
+        np.testing.assert_allclose(scores, [by_id[i] @ q for i in found.tolist()], rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_upgrade_rebuilds_an_index_of_another_kind_than_auto_picks_now():
+    rng = np.random.default_rng(29)
+    ivf = FaissStore(DIM, "ivf")
+    ids, vectors = np.arange(2000, dtype=np.int64), clustered(rng, 2000)
+    ivf.add(ids, vectors)
+    assert ivf.index_kind == "ivf" and not ivf.upgrade()  # what it was asked for
+    ivf.kind, ivf.auto_ivf_min = "auto", 1000  # as loaded from an older auto index
+    assert ivf.upgrade() and ivf.index_kind == "ivfpq" and ivf.index.ntotal == 2000
+    assert not ivf.upgrade()
+    small = FaissStore(DIM, "auto")
+    small.add(ids[:10], vectors[:10])
+    assert not small.upgrade() and small.index_kind == "flat"
 
 
 def test_auto_ivf_recall_at_10_against_brute_force_on_clustered_vectors():
@@ -207,7 +247,7 @@ def test_auto_ivf_recall_at_10_against_brute_force_on_clustered_vectors():
     ids = rng.choice(10**9, size=n, replace=False).astype(np.int64)
     store = FaissStore(DIM, "auto", auto_ivf_min=20_000)
     store.add(ids, vectors)
-    assert store.index_kind == "ivf"
+    assert store.index_kind == "ivfpq"
     queries = clustered(np.random.default_rng(24), 200)
     assert recall(store, ids, vectors, queries, k=10) >= 0.99
 
@@ -219,7 +259,7 @@ def test_auto_save_load_round_trip(tmp_path, n):
     ids = np.arange(n, dtype=np.int64) * 7
     store.add(ids, clustered(rng, n))
     kind = store.index_kind
-    assert kind == ("flat" if n < 1000 else "ivf")
+    assert kind == ("flat" if n < 1000 else "ivfpq")
     store.save(tmp_path, "vectors-3")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FaissStore.files("vectors-3", kind))
     loaded = FaissStore.load(tmp_path, "vectors-3", DIM, kind, setting="auto")
@@ -244,7 +284,7 @@ def test_load_refuses_an_unknown_kind(tmp_path):
 # -- filtered search ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "auto"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "ivfpq", "auto"])
 @pytest.mark.parametrize("share", [0.0, 0.001, 0.05, 0.5, 1.0])
 def test_filtered_search_returns_only_allowed_vectors(kind, share):
     rng = np.random.default_rng(26)
@@ -291,8 +331,8 @@ def test_auto_in_an_index_folder_switches_between_generations(tmp_path, fake_emb
     from rag.retrieve import Index
 
     corpus = tmp_path / "corpus"
-    write_articles(corpus, 40)
-    settings = fake_settings(corpus, tmp_path / "index", store_ivf_min=60)
+    write_articles(corpus, 600)
+    settings = fake_settings(corpus, tmp_path / "index", store_ivf_min=1000)
     assert settings.store == "auto"  # the default
 
     def manifest():
@@ -304,17 +344,17 @@ def test_auto_in_an_index_folder_switches_between_generations(tmp_path, fake_emb
     assert index.stats()["store"] == "flat" and index.store.index_kind == "flat"
     assert not list(settings.index.glob("*.faiss"))
 
-    write_articles(corpus, 40, start=40)  # 80 chunks: over the threshold
+    write_articles(corpus, 600, start=600)  # 1200 chunks: over the threshold
     build_index(settings, embedder=fake_embedder)
-    assert (manifest()["store"], manifest()["store_setting"]) == ("ivf", "auto")
+    assert (manifest()["store"], manifest()["store_setting"]) == ("ivfpq", "auto")
     assert [p.name for p in settings.index.glob("*.faiss")] == [
         f"{manifest()['files']['vectors']}.faiss"]
     assert index.reload()  # the open index picks up the generation with the other kind
-    assert index.store.index_kind == "ivf" and index.stats()["store"] == "ivf"
-    hits = index.search("harbour of town 57 ferries tugs", k=3)
-    assert hits[0].article["path"] == "a057.txt"
+    assert index.store.index_kind == "ivfpq" and index.stats()["store"] == "ivfpq"
+    hits = index.search("harbour of town 857 ferries tugs", k=3)
+    assert hits[0].article["path"] == "a857.txt"
 
-    for i in range(40, 80):  # back under the threshold
+    for i in range(600, 1200):  # back under the threshold
         (corpus / f"a{i:03d}.txt").unlink()
     build_index(settings, embedder=fake_embedder)
     assert manifest()["store"] == "flat"
@@ -341,18 +381,53 @@ def test_an_index_built_with_flat_before_auto_still_opens_and_updates(tmp_path, 
     del legacy["store_setting"]  # as written before auto existed
     path.write_text(json.dumps(legacy))
 
-    auto = fake_settings(corpus, tmp_path / "index", store_ivf_min=40)
+    auto = fake_settings(corpus, tmp_path / "index", store_ivf_min=1000)
     index = Index(auto.index, auto, embedder=fake_embedder)
     assert index.store.index_kind == "flat"
     assert index.search("harbour of town 3 ferries", k=1)[0].article["path"] == "a003.txt"
-    write_articles(corpus, 20, start=30)
+    write_articles(corpus, 1000, start=30)
     fake_embedder.reset()
     report = build_index(auto, embedder=fake_embedder)  # accepted: no --rebuild
-    assert report.added == 20 and fake_embedder.texts_embedded == 20
+    assert report.added == 1000 and fake_embedder.texts_embedded == 1000
     assert (json.loads(path.read_text())["store"], json.loads(path.read_text())["store_setting"]) \
-        == ("ivf", "auto")
+        == ("ivfpq", "auto")
     # an explicit other kind is still refused, and an explicit flat after auto too
     for other in ("hnsw", "flat"):
         with pytest.raises(IndexMismatchError, match="--rebuild"):
             build_index(fake_settings(corpus, tmp_path / "index", store=other),
                         embedder=fake_embedder)
+
+
+def test_an_auto_index_of_an_older_kind_is_rebuilt_once_by_the_next_run(tmp_path,
+                                                                          fake_embedder):
+    """An index that ``auto`` built as IVF-flat (before ivfpq) is rebuilt as ivfpq by the next
+    ``rag index``, with nothing embedded again; the run after that writes nothing."""
+    import json
+
+    from conftest import fake_settings
+
+    from rag import build_index
+    from rag.retrieve import Index
+
+    corpus = tmp_path / "corpus"
+    write_articles(corpus, 1100)
+    build_index(fake_settings(corpus, tmp_path / "index", store="ivf"), embedder=fake_embedder)
+    path = tmp_path / "index" / "manifest.json"
+    older = json.loads(path.read_text())
+    assert older["store"] == "ivf"
+    older["store_setting"] = "auto"  # as the older auto wrote it
+    path.write_text(json.dumps(older))
+
+    auto = fake_settings(corpus, tmp_path / "index", store_ivf_min=1000)
+    index = Index(auto.index, auto, embedder=fake_embedder)
+    assert index.store.index_kind == "ivf"  # it opens as it is
+    fake_embedder.reset()
+    report = build_index(auto, embedder=fake_embedder)
+    assert fake_embedder.texts_embedded == 0 and not report.changes
+    now = json.loads(path.read_text())
+    assert (now["store"], now["store_setting"]) == ("ivfpq", "auto")
+    assert now["generation"] == older["generation"] + 1
+    assert index.reload() and index.store.index_kind == "ivfpq"
+    assert index.search("harbour of town 1057 ferries tugs", k=1)[0].article["path"] == "a1057.txt"
+    build_index(auto, embedder=fake_embedder)
+    assert json.loads(path.read_text())["generation"] == now["generation"]
