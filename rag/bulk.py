@@ -65,6 +65,47 @@ def import_ray():
     return ray
 
 
+def init_local_ray(ray, num_cpus: int, **options) -> None:
+    """``ray.init`` of a Ray of this process's own that only this machine can reach: its GCS,
+    raylet, object manager and workers listen on 127.0.0.1, as they do when the node's address
+    is 127.0.0.1 (see :func:`init_on_loopback`)."""
+    init_on_loopback(ray, address="local", num_cpus=num_cpus, include_dashboard=False,
+                     log_to_driver=False, _node_ip_address="127.0.0.1", **options)
+
+
+def init_on_loopback(ray, **options) -> None:
+    """``ray.init(**options)`` with loopback addresses kept as given: a node address of
+    127.0.0.1 (a Ray that listens on 127.0.0.1 only), or a cluster address of 127.0.0.1:port
+    (joining such a Ray, or one that listens everywhere).
+
+    ``ray.init`` replaces a loopback address with the machine's network address, where a Ray
+    started on 127.0.0.1 cannot be reached, and a Ray whose node has that address listens on
+    every interface. The replacement (``ray._private.services.resolve_ip_for_localhost``,
+    Ray 2.x) is skipped for this call; a Ray without it is called as it is."""
+    from unittest import mock
+
+    from ray._private import services
+
+    if not hasattr(services, "resolve_ip_for_localhost"):
+        ray.init(**options)
+        return
+    with mock.patch.object(services, "resolve_ip_for_localhost", lambda host: host):
+        ray.init(**options)
+
+
+def is_loopback_address(address: str) -> bool:
+    """Whether ``host:port`` (or ``ray://host:port``) names this machine's loopback."""
+    import ipaddress
+
+    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """Refuse a ``host:port`` (or ``ray://host:port``) that nothing answers on: ``ray.init``
     would wait for it forever."""
@@ -171,9 +212,13 @@ class RaySession:
             if self.address:
                 check_reachable(self.address)
                 log.info("joining the Ray cluster at %s", self.address)
+                options = {"address": self.address, "log_to_driver": False,
+                           "logging_level": logging.WARNING}
                 try:
-                    ray.init(address=self.address, log_to_driver=False,
-                             logging_level=logging.WARNING)
+                    if is_loopback_address(self.address):  # reachable on 127.0.0.1 only?
+                        init_on_loopback(ray, **options)
+                    else:
+                        ray.init(**options)
                 except (ConnectionError, RuntimeError, ValueError) as e:
                     raise RagError(f"cannot join the Ray cluster at RAY_ADDRESS={self.address} "
                                    f"({first_line(e)}); fix RAY_ADDRESS, or unset it to run "
@@ -183,9 +228,8 @@ class RaySession:
 
                 log.info("starting a local Ray")
                 try:  # "local": a Ray of its own, even beside a cluster started on this machine
-                    ray.init(address="local", num_cpus=self.num_cpus or cpu_threads(),
-                             include_dashboard=False, log_to_driver=False,
-                             logging_level=logging.WARNING)
+                    init_local_ray(ray, self.num_cpus or cpu_threads(),
+                                   logging_level=logging.WARNING)
                 except (ConnectionError, RuntimeError, ValueError) as e:
                     raise RagError(f"cannot start a local Ray ({first_line(e)}); see "
                                    "/tmp/ray/session_latest/logs, or set RAY_ADDRESS to a "

@@ -36,10 +36,50 @@ QUESTIONS = ["How much did Harbor Robotics raise in its Series B?",
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray for this module: 2 CPUs, no dashboard, no usage reporting."""
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from rag.bulk import import_ray, init_local_ray
+
+    import_ray()  # usage reporting off
+    before = listening()
+    init_local_ray(ray, num_cpus=2)
+    RAY_LISTENERS.update(listening() - before)  # what this Ray listens on
     yield ray
     ray.shutdown()
+
+
+RAY_LISTENERS: set[tuple[str, int]] = set()
+
+
+def listening() -> set[tuple[str, int]]:
+    """The TCP sockets listening on this machine: (address, port), from /proc/net."""
+    import ipaddress
+
+    found = set()
+    for name, size in (("tcp", 4), ("tcp6", 16)):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            if state != "0A":  # LISTEN
+                continue
+            addr, port = local.split(":")
+            raw = bytes.fromhex(addr)
+            # the kernel writes each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))
+            ip = ipaddress.ip_address(raw)
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+                ip = ip.ipv4_mapped
+            found.add((str(ip), int(port, 16)))
+    return found
+
+
+def test_the_local_ray_listens_on_loopback_only(local_ray):
+    """Tests and ``rag index --ray`` start a Ray that nothing off this machine can reach."""
+    import ipaddress
+
+    assert RAY_LISTENERS, "no new listening socket seen: is /proc/net readable?"
+    assert all(ipaddress.ip_address(ip).is_loopback for ip, _ in RAY_LISTENERS), RAY_LISTENERS
 
 
 @pytest.fixture
@@ -222,7 +262,7 @@ def test_check_reachable_refuses_what_is_not_an_address():
 def test_rag_index_ray_starts_a_local_ray_for_the_run_and_stops_it(tmp_path):
     """The command as a user runs it, with no Ray running: one JSON line on stdout, nothing of
     Ray's on stderr."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env["RAG_RAY_ACTORS"] = "1"
     sub = run_rag(["index", "--ray", "--json", "--corpus", str(SEED_CORPUS),
                    "--index", str(tmp_path / "index")], env)
@@ -233,9 +273,10 @@ def test_rag_index_ray_starts_a_local_ray_for_the_run_and_stops_it(tmp_path):
 
 
 CLUSTER = """
-import os, sys, ray
-os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+import sys
+from rag.bulk import import_ray, init_local_ray
+ray = import_ray()
+init_local_ray(ray, num_cpus=1)
 print(ray.get_runtime_context().gcs_address, flush=True)
 sys.stdin.readline()  # until the test is done with it
 ray.shutdown()
@@ -245,7 +286,7 @@ ray.shutdown()
 def test_rag_index_ray_joins_the_cluster_at_ray_address(tmp_path):
     """A Ray running in another process stands for a cluster: the run joins it, embeds on it,
     and leaves it running."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     cluster = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                env=env)
@@ -254,7 +295,10 @@ def test_rag_index_ray_joins_the_cluster_at_ray_address(tmp_path):
         assert address, "the cluster did not start"
         sub = run_rag(["-v", "index", "--ray", "--json", "--corpus", str(SEED_CORPUS),
                        "--index", str(tmp_path / "index")],
-                      {**env, "RAY_ADDRESS": address, "RAG_RAY_ACTORS": "1"})
+                      # a Ray that ray.init starts requires its token (~/.ray/auth_token);
+                      # a process joining it by address must turn token auth on itself
+                      {**env, "RAY_ADDRESS": address, "RAG_RAY_ACTORS": "1",
+                       "RAY_AUTH_MODE": "token"})
         assert sub.returncode == 0, sub.stderr
         report = json.loads(sub.stdout)
         assert report["embedded"] == report["chunks"] > 0
