@@ -53,27 +53,52 @@ class Candidate:
     key: object = None
 
 
+def news_boosts(question: Question, fused, order, k: int, texts) -> np.ndarray:
+    """The news-aware boost of each candidate: ``NEWS_WEIGHT`` times the share of the
+    question's years, figures and names found in its passage (or in its article's title and
+    date). ``fused`` holds the candidates' fused scores, ``order`` their positions best fused
+    first, ``texts(i)`` candidate ``i``'s (passage, "title\\ndate").
+
+    Only candidates that could still reach the top ``k`` are matched (the others keep 0): the
+    boost is at most :data:`NEWS_WEIGHT`, so once the ``k``-th best boosted score beats a
+    candidate's fused score plus that, it beats every later one too. Every store boosts so."""
+    boost = np.zeros(len(fused))
+    found = compile_anchors(question.anchors)
+    if not found:
+        return boost
+    best: list[float] = []  # a min-heap of the k best boosted scores so far
+    for i in order:
+        if len(best) == k and fused[i] + NEWS_WEIGHT < best[0]:
+            break
+        boost[i] = NEWS_WEIGHT * anchor_match(found, *texts(i))
+        score = fused[i] + boost[i]
+        if len(best) < k:
+            heapq.heappush(best, score)
+        elif score > best[0]:
+            heapq.heapreplace(best, score)
+    return boost
+
+
 def rank_hits(question: Question, candidates: list[Candidate], k: int, *, news: bool = True,
               dense=None) -> tuple[Hit, ...]:
     """The ``k`` best of ``candidates`` as :class:`Hit` s, best first: each fused score plus
-    the news-aware boost (the question's years, figures and names found in the passage, or in
-    its article's title and date). ``dense(candidate)`` gives the cosine similarity of a
-    kept candidate that has none (only those are asked). Every store ranks this way."""
-    found = compile_anchors(question.anchors) if news else ()
-    scored = []
-    for c in candidates:
-        boost = 0.0
-        if found:
-            meta = c.article
-            boost = NEWS_WEIGHT * anchor_match(found, c.chunk.text,
-                                               f"{meta.get('title', '')}\n{meta.get('date', '')}")
-        scored.append((c.fused + boost, boost, c))
-    scored.sort(key=lambda x: -x[0])
+    the news-aware boost (:func:`news_boosts`). ``dense(candidate)`` gives the cosine
+    similarity of a kept candidate that has none (only those are asked)."""
+    fused = np.array([c.fused for c in candidates], float)
+    order = sorted(range(len(candidates)), key=lambda i: -fused[i])
+
+    def texts(i: int) -> tuple[str, str]:
+        meta = candidates[i].article
+        return candidates[i].chunk.text, f"{meta.get('title', '')}\n{meta.get('date', '')}"
+
+    boost = news_boosts(question, fused, order, k, texts) if news else np.zeros(len(fused))
+    scored = sorted(range(len(candidates)), key=lambda i: -(fused[i] + boost[i]))
     hits = []
-    for rank, (score, boost, c) in enumerate(scored[:k], 1):
+    for rank, i in enumerate(scored[:k], 1):
+        c = candidates[i]
         cosine = c.dense if c.dense is not None or dense is None else dense(c)
-        hits.append(Hit(chunk=c.chunk, article=c.article, score=score, dense=cosine,
-                        bm25=c.bm25, boost=boost, rank=rank))
+        hits.append(Hit(chunk=c.chunk, article=c.article, score=float(fused[i] + boost[i]),
+                        dense=cosine, bm25=c.bm25, boost=float(boost[i]), rank=rank))
     return tuple(hits)
 
 
@@ -269,29 +294,14 @@ class Index(LazyEmbedder):
 
     def _boosts(self, question: Question, rows: np.ndarray, fused: np.ndarray,
                 order: np.ndarray, k: int) -> np.ndarray:
-        """The news-aware boost of each fused candidate (``order``: best fused first).
-
-        Only candidates that could still reach the top ``k`` are matched: the boost is at most
-        :data:`NEWS_WEIGHT`, so once the ``k``-th best boosted score beats a candidate's
-        fused score plus that, it beats every later one too."""
-        boost = np.zeros(len(rows))
-        found = compile_anchors(question.anchors)
-        if not found:
-            return boost
-        best: list[float] = []  # a min-heap of the k best boosted scores so far
-        for i in order.tolist():
-            if len(best) == k and fused[i] + NEWS_WEIGHT < best[0]:
-                break
+        """:func:`news_boosts` of the fused candidate ``rows`` (``order``: best fused first)."""
+        def texts(i: int) -> tuple[str, str]:
             row = int(rows[i])
             rec = self.articles[self._row_article[row]]
             s, e = self._chunk_span[row]
-            boost[i] = NEWS_WEIGHT * anchor_match(found, rec.text[s:e], f"{rec.title}\n{rec.date}")
-            score = fused[i] + boost[i]
-            if len(best) < k:
-                heapq.heappush(best, score)
-            elif score > best[0]:
-                heapq.heapreplace(best, score)
-        return boost
+            return rec.text[s:e], f"{rec.title}\n{rec.date}"
+
+        return news_boosts(question, fused, order.tolist(), k, texts)
 
     def _dense_score(self, row: int, qv: np.ndarray) -> float:
         return float(self.store.vectors[self._pos_of_row[row]] @ qv)

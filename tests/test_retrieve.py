@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import hypothesis
 import pytest
 from conftest import NEWSBENCH, REPO, SEED_CORPUS
+from hypothesis import strategies as st
 
 from rag import build_index
 from rag.config import Settings
@@ -187,3 +189,44 @@ def test_search_rejects_bad_questions(seed_index):
         seed_index.search("")
     with pytest.raises(QueryError):
         seed_index.search("q" * 2001)
+
+
+# -- the news boost: matching only the candidates that can still reach the top k --------------
+
+BOOST_TEXTS = [  # (passage, "title\ndate") matching none, some or all of the anchors
+    ("The council met on Tuesday.", "Council\n2021-03-02"),
+    ("Port Calder hosted the marathon.", "Running\n2022-05-01"),
+    ("Ana Ruiz won the Port Calder Marathon in 2023.", "Marathon\n2023-04-09"),
+    ("The 2023 race drew 4,000 runners.", "Port Calder Marathon\n2023-04-09"),
+    ("Calder", ""),
+]
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(
+    items=st.lists(st.tuples(st.floats(0, 0.05, allow_nan=False),
+                             st.integers(0, len(BOOST_TEXTS) - 1)), min_size=1, max_size=40),
+    k=st.integers(1, 8))
+def test_news_boosts_rank_the_top_k_as_boosting_every_candidate_does(items, k):
+    """The early stop of :func:`news_boosts` changes no top-k: the same candidates, in the
+    same order and with the same scores, as when every candidate is matched."""
+    import numpy as np
+
+    from rag.question import analyze
+    from rag.retrieve import NEWS_WEIGHT, news_boosts
+    from rag.textrules import compile_anchors
+
+    question = analyze("Who won the Port Calder Marathon in 2023?")
+    fused = np.array([f for f, _ in items])
+    order = sorted(range(len(items)), key=lambda i: -fused[i])
+    texts = [BOOST_TEXTS[t] for _, t in items]
+    boost = news_boosts(question, fused, order, k, lambda i: texts[i])
+    found = compile_anchors(question.anchors)
+    every = np.array([NEWS_WEIGHT * anchor_match(found, *texts[i]) for i in range(len(items))])
+
+    def top(b):
+        ranked = sorted(range(len(items)), key=lambda i: -(fused[i] + b[i]))[:k]
+        return [(i, fused[i] + b[i]) for i in ranked]
+
+    assert top(boost) == top(every)
+    assert np.all((boost == 0) | (boost == every))  # a candidate matched is matched fully
