@@ -76,7 +76,7 @@ def init_local_ray(ray, num_cpus: int, **options) -> None:
 def init_on_loopback(ray, **options) -> None:
     """``ray.init(**options)`` with loopback addresses kept as given: a node address of
     127.0.0.1 (a Ray that listens on 127.0.0.1 only), or a cluster address of 127.0.0.1:port
-    (joining such a Ray, or one that listens everywhere).
+    (joining such a Ray, or one that listens everywhere). Other addresses are unaffected.
 
     ``ray.init`` replaces a loopback address with the machine's network address, where a Ray
     started on 127.0.0.1 cannot be reached, and a Ray whose node has that address listens on
@@ -91,19 +91,6 @@ def init_on_loopback(ray, **options) -> None:
         return
     with mock.patch.object(services, "resolve_ip_for_localhost", lambda host: host):
         ray.init(**options)
-
-
-def is_loopback_address(address: str) -> bool:
-    """Whether ``host:port`` (or ``ray://host:port``) names this machine's loopback."""
-    import ipaddress
-
-    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
@@ -212,13 +199,9 @@ class RaySession:
             if self.address:
                 check_reachable(self.address)
                 log.info("joining the Ray cluster at %s", self.address)
-                options = {"address": self.address, "log_to_driver": False,
-                           "logging_level": logging.WARNING}
-                try:
-                    if is_loopback_address(self.address):  # reachable on 127.0.0.1 only?
-                        init_on_loopback(ray, **options)
-                    else:
-                        ray.init(**options)
+                try:  # a 127.0.0.1:port address is joined as given
+                    init_on_loopback(ray, address=self.address, log_to_driver=False,
+                                     logging_level=logging.WARNING)
                 except (ConnectionError, RuntimeError, ValueError) as e:
                     raise RagError(f"cannot join the Ray cluster at RAY_ADDRESS={self.address} "
                                    f"({first_line(e)}); fix RAY_ADDRESS, or unset it to run "
