@@ -268,15 +268,15 @@ def crossover(flat: FaissStore, emb,
         if n > len(flat):
             break
         ids, vectors = flat.ids[:n], flat.vectors[:n]
-        exact, ivf = FaissStore(flat.dim, "flat"), FaissStore(flat.dim, "ivfpq")
+        exact, ivfpq = FaissStore(flat.dim, "flat"), FaissStore(flat.dim, "ivfpq")
         exact.add(ids, vectors)
-        ivf.add(ids, vectors)
-        recall = np.mean([len(set(exact.search(q, 10)[1]) & set(ivf.search(q, 10)[1])) / 10
+        ivfpq.add(ids, vectors)
+        recall = np.mean([len(set(exact.search(q, 10)[1]) & set(ivfpq.search(q, 10)[1])) / 10
                           for q in qs])
         out[n] = {"flat_p50_ms": pct([_timed(exact.search, q, 50) for q in qs], 50),
-                  "ivfpq_p50_ms": pct([_timed(ivf.search, q, 50) for q in qs], 50),
-                  "ivfpq_recall@10": round(float(recall), 4), "nlist": ivf.index.nlist,
-                  "nprobe": ivf.index.nprobe}
+                  "ivfpq_p50_ms": pct([_timed(ivfpq.search, q, 50) for q in qs], 50),
+                  "ivfpq_recall@10": round(float(recall), 4), "nlist": ivfpq.index.nlist,
+                  "nprobe": ivfpq.index.nprobe}
     return out
 
 
@@ -295,6 +295,12 @@ def synthetic_block(seed: int, start: int, n: int, clusters: int) -> np.ndarray:
     rng = np.random.default_rng((seed, start))
     v = centres[rng.integers(clusters, size=n)] + rng.normal(0, 0.06, (n, VECTOR_DIM))
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def synthetic_first(n: int, count: int) -> np.ndarray:
+    """The first ``count`` vectors of the synthetic set of ``n``, in one array."""
+    return np.vstack([synthetic_block(1, s, min(VECTOR_BLOCK, count - s), topics(n))
+                      for s in range(0, count, VECTOR_BLOCK)])
 
 
 def topics(n: int) -> int:
@@ -335,32 +341,28 @@ def vectors_child(kind: str, n: int, tmp: Path) -> None:
     faiss.omp_set_num_threads(2)  # building may use both cores; searching gets one below
     before = rss_mb()
     t = time.perf_counter()
-    nlist = ivf_lists(n)
     if kind == "ivfpq":
         # the store ``auto`` builds, searched as the index searches it: the FAISS index of codes
         # and the vectors themselves, which score the candidates exactly
         store = FaissStore(VECTOR_DIM, "ivfpq")
-        store.add(np.arange(n, dtype=np.int64),
-                  np.vstack([synthetic_block(1, s, min(VECTOR_BLOCK, n - s), topics(n))
-                             for s in range(0, n, VECTOR_BLOCK)]))
-        index = store.index
-        search = store.search
-    elif kind == "exact":
-        index = faiss.IndexFlatIP(VECTOR_DIM)
+        store.add(np.arange(n, dtype=np.int64), synthetic_first(n, n))
+        index, search = store.index, store.search
     else:
-        quantizer = faiss.IndexFlatIP(VECTOR_DIM)
-        if kind == "ivf":
-            index = faiss.IndexIVFFlat(quantizer, VECTOR_DIM, nlist, faiss.METRIC_INNER_PRODUCT)
+        nlist = ivf_lists(n)
+        if kind == "exact":
+            index = faiss.IndexFlatIP(VECTOR_DIM)
         else:
-            index = faiss.IndexIVFScalarQuantizer(quantizer, VECTOR_DIM, nlist,
-                                                  faiss.ScalarQuantizer.QT_8bit,
-                                                  faiss.METRIC_INNER_PRODUCT)
-        # the first vectors are as random as any: 39 a list, the least FAISS asks for
-        train = min(n, 39 * nlist)
-        index.train(np.vstack([synthetic_block(1, s, min(VECTOR_BLOCK, train - s), topics(n))
-                               for s in range(0, train, VECTOR_BLOCK)]))
-        index.nprobe = ivf_probes(nlist)
-    if kind != "ivfpq":
+            quantizer = faiss.IndexFlatIP(VECTOR_DIM)
+            if kind == "ivf":
+                index = faiss.IndexIVFFlat(quantizer, VECTOR_DIM, nlist,
+                                           faiss.METRIC_INNER_PRODUCT)
+            else:
+                index = faiss.IndexIVFScalarQuantizer(quantizer, VECTOR_DIM, nlist,
+                                                      faiss.ScalarQuantizer.QT_8bit,
+                                                      faiss.METRIC_INNER_PRODUCT)
+            # the first vectors are as random as any: 39 a list, the least FAISS asks for
+            index.train(synthetic_first(n, min(n, 39 * nlist)))
+            index.nprobe = ivf_probes(nlist)
         for start in range(0, n, VECTOR_BLOCK):
             index.add(synthetic_block(1, start, min(VECTOR_BLOCK, n - start), topics(n)))
 
